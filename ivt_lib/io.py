@@ -1,0 +1,82 @@
+"""Atomic writes and provenance sidecars for results, figures and checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("torch", "torchvision", "transformers", "trl", "peft", "datasets", "accelerate", "papermill")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (NaN written as null-safe strings are the caller's job)."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
+
+
+def git_sha(repo: str | Path = ".") -> str:
+    """The current git commit (``+dirty`` if the tree has changes), or ``unknown`` outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(params: dict | None = None, wall_s: float | None = None) -> dict:
+    """Git SHA, parameters, package versions, machine and wall time: what a result came from."""
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {"git_sha": git_sha(Path(__file__).resolve().parent.parent), "params": params or {},
+            "packages": versions, "python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "wall_s": wall_s, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def write_result(path: str | Path, obj: dict, params: dict | None = None, wall_s: float | None = None) -> Path:
+    """Atomically write a result JSON with its provenance sidecar ``<name>.provenance.json``."""
+    path = Path(path)
+    atomic_write_json(path, obj)
+    atomic_write_json(path.with_suffix(".provenance.json"), provenance(params, wall_s))
+    return path
+
+
+def save_figure(fig, path: str | Path, params: dict | None = None, wall_s: float | None = None) -> Path:
+    """Atomically save a matplotlib figure (PNG) with its provenance sidecar."""
+    import io as _io
+
+    path = Path(path)
+    buf = _io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_json(path.with_suffix(".provenance.json"), provenance(params, wall_s))
+    return path

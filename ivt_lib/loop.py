@@ -1,0 +1,182 @@
+"""The refinement loop: step 0 (grounding) then T refine steps, batched over samples, rendering between steps.
+
+Each step, every active sample's previous box is drawn on its original image (``render.draw_box``) and the model
+is asked to correct it. The loop records, per sample and step, the text, the parsed box, its IoU with the ground
+truth and the parse status: a :class:`Trajectory`. Generation goes through a :class:`Policy`, so the loop is
+tested with a fake policy and runs with any HF VLM through :class:`HFPolicy`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import boxes as bx
+from .parsing import parse_box
+from .prompts import refine_messages, step0_messages
+from .render import draw_box
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    """One generated answer and the mean log-probability of its tokens (a label-free confidence)."""
+
+    text: str
+    mean_logprob: float = float("nan")
+
+
+class Policy(Protocol):
+    """Anything that turns (messages, image) pairs into generations, batched."""
+
+    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]: ...
+
+
+@dataclass
+class StepRecord:
+    """What happened to one sample at one step."""
+
+    text: str
+    box: tuple[float, float, float, float] | None   # pixel xyxy after the validity rule; None = parse failure
+    iou: float
+    parse_ok: bool
+    reason: str | None = None
+    mean_logprob: float = float("nan")
+    stopped: bool = False                           # True when a stopping rule froze this sample before this step
+
+
+@dataclass
+class Trajectory:
+    """A sample's whole refinement: ``steps[0]`` is the grounding, ``steps[t]`` the t-th refinement."""
+
+    sample_id: str
+    family: str
+    gt: tuple[float, float, float, float]
+    width: int
+    height: int
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def ious(self) -> list[float]:
+        """IoU per step."""
+        return [s.iou for s in self.steps]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+class HFPolicy:
+    """Batched ``generate`` for any HF VLM + processor (left padding, greedy unless ``temperature > 0``)."""
+
+    def __init__(self, model, processor, max_new_tokens: int = 32, batch_size: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, show_progress: bool = False):
+        self.model, self.processor = model, processor
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.temperature, self.top_p, self.show_progress = temperature, top_p, show_progress
+
+    def encode(self, messages: list[list[dict]], images: list[Image.Image], add_generation_prompt: bool = True,
+               padding_side: str = "left") -> dict:
+        """Chat-template + process a batch into model inputs."""
+        texts = [self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt)
+                 for m in messages]
+        tok = self.processor.tokenizer
+        old, tok.padding_side = tok.padding_side, padding_side
+        try:
+            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        finally:
+            tok.padding_side = old
+        return enc.to(self.model.device)
+
+    @torch.no_grad()
+    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]:
+        """Generate for all pairs, ``batch_size`` at a time."""
+        out: list[Generation] = []
+        starts = range(0, len(messages), self.batch_size)
+        for s in tqdm(starts, desc="generate", leave=False, disable=not self.show_progress):
+            enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
+            sample = self.temperature > 0
+            gen = self.model.generate(
+                **enc, max_new_tokens=self.max_new_tokens, do_sample=sample,
+                temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
+                top_k=None, output_scores=True, return_dict_in_generate=True)
+            new = gen.sequences[:, enc["input_ids"].shape[1]:]
+            scores = self.model.compute_transition_scores(gen.sequences, gen.scores, normalize_logits=True)
+            pad = self.model.generation_config.pad_token_id
+            eos = self.model.generation_config.eos_token_id
+            valid = new != pad
+            if eos is not None and pad != eos:  # the eos token itself counts once; padding after it does not
+                valid &= torch.cumsum((new == eos).int(), 1) - (new == eos).int() == 0
+            mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).tolist()
+            texts = self.processor.batch_decode(new, skip_special_tokens=True)
+            out.extend(Generation(t, lp) for t, lp in zip(texts, mean_lp))
+        return out
+
+
+def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> StepRecord:
+    parsed = parse_box(gen.text)
+    if not parsed.ok:
+        return StepRecord(gen.text, None, 0.0, False, parsed.reason, gen.mean_logprob)
+    box = bx.sanitize(bx.from_model_frame(parsed.box, w, h, coord_format), w, h)
+    if box is None:
+        return StepRecord(gen.text, None, 0.0, False, "invalid_box", gen.mean_logprob)
+    return StepRecord(gen.text, box, bx.iou(box, gt), True, None, gen.mean_logprob)
+
+
+def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
+             stop_when_still: float | None = None, start_boxes: Sequence | None = None,
+             draw_previous: bool = True, show_progress: bool = True) -> list[Trajectory]:
+    """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
+
+    Args:
+        samples: records with ``image``, ``expression``, ``bbox`` (pixel xyxy), ``id``, ``family``.
+        stop_when_still: label-free stopping: a sample whose box moved by less than this IoU distance
+            (1 - IoU(prev, new)) is frozen; its later steps repeat its box and are marked ``stopped``.
+        start_boxes: skip step 0 and use these pixel boxes (or ``None`` = nothing drawn) as step 0 (probes).
+        draw_previous: False refines without drawing the previous box (the presence probe's "no box" arm).
+    """
+    if T < 0:
+        raise ValueError(f"T must be >= 0, got {T}")
+    if len(samples) == 0:
+        raise ValueError("run_loop got an empty list of samples")
+    trajs = [Trajectory(str(s["id"]), str(s.get("family", "")), tuple(s["bbox"]), s["image"].width,
+                        s["image"].height) for s in samples]
+    images = [s["image"].convert("RGB") for s in samples]
+    if start_boxes is None:
+        gens = policy.generate([step0_messages(s["expression"]) for s in samples], images)
+        for tr, g in zip(trajs, gens):
+            tr.steps.append(_step_record(g, tr.gt, tr.width, tr.height, coord_format))
+    else:
+        for tr, b in zip(trajs, start_boxes):
+            b = bx.sanitize(b, tr.width, tr.height) if b is not None else None
+            tr.steps.append(StepRecord("<given>", b, bx.iou(b, tr.gt), b is not None, None if b else "given_none"))
+    active = list(range(len(samples)))
+    for t in tqdm(range(1, T + 1), desc="refine steps", leave=False, disable=not show_progress):
+        msgs, imgs = [], []
+        for i in active:
+            prev = trajs[i].steps[-1].box
+            prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format) if prev else None
+            msgs.append(refine_messages(samples[i]["expression"], prev_m))
+            imgs.append(draw_box(images[i], prev) if draw_previous else images[i])
+        gens = policy.generate(msgs, imgs) if active else []
+        next_active = []
+        for i, g in zip(active, gens):
+            prev = trajs[i].steps[-1].box
+            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format)
+            trajs[i].steps.append(rec)
+            still = (stop_when_still is not None and rec.box is not None and prev is not None
+                     and 1.0 - bx.iou(prev, rec.box) < stop_when_still)
+            if not still:
+                next_active.append(i)
+        for tr in trajs:
+            if len(tr.steps) < t + 1:  # frozen by the stopping rule: carry its box forward, marked stopped
+                last = tr.steps[-1]
+                tr.steps.append(StepRecord(last.text, last.box, last.iou, last.parse_ok, last.reason,
+                                           last.mean_logprob, stopped=True))
+        active = next_active
+    return trajs

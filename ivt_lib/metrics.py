@@ -1,0 +1,120 @@
+"""Metrics over trajectories: per-step accuracy, oracle best step, label-free stopping rules, stability.
+
+Definitions used by every notebook (one place, so they never drift):
+* ``acc@k``: share of samples whose box has IoU >= k with the ground truth (parse failures count as IoU 0).
+* **Per-step IoU degradation**: the mean over samples and steps t=1..T of ``max(0, IoU(t-1) - IoU(t))``.
+  ``mean_delta_iou`` is the signed mean of ``IoU(t) - IoU(t-1)`` over the same pairs.
+* **improve / degrade / stay**: comparing IoU(T) with IoU(0) per sample; ``|delta| < 0.01`` is "stay".
+* **oracle best step** (uses the ground truth; not deployable): per sample, the step with the highest IoU.
+* **stop-when-still** (label-free): take the first step whose box moved less than ``eps`` (1 - IoU) from the previous.
+* **confidence** (label-free): take the step with the highest mean token log-probability.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .boxes import iou as box_iou
+from .boxes import is_degenerate
+from .loop import Trajectory
+
+THRESHOLDS = (0.5, 0.7, 0.9)
+STAY_EPS = 0.01
+
+
+def summarize(ious: Sequence[float], parse_ok: Sequence[bool] | None = None,
+              degenerate: Sequence[bool] | None = None) -> dict:
+    """Accuracy at 0.5/0.7/0.9, mean IoU, parse and degenerate rates for one set of per-sample IoUs."""
+    a = np.asarray(ious, dtype=float)
+    if a.size == 0:
+        raise ValueError("summarize got no samples")
+    out = {f"acc@{k}": float((a >= k).mean()) for k in THRESHOLDS}
+    out["mean_iou"] = float(a.mean())
+    out["parse_rate"] = float(np.mean(parse_ok)) if parse_ok is not None else 1.0
+    if degenerate is not None:
+        out["degenerate_rate"] = float(np.mean(degenerate))
+    out["n"] = int(a.size)
+    return out
+
+
+def step_metrics(trajs: Sequence[Trajectory], step: int) -> dict:
+    """Metrics of the boxes at ``step`` (0 = grounding)."""
+    st = [tr.steps[step] for tr in trajs]
+    return summarize([s.iou for s in st], [s.parse_ok for s in st],
+                     [is_degenerate(s.box, tr.width, tr.height) for s, tr in zip(st, trajs)])
+
+
+def per_step(trajs: Sequence[Trajectory]) -> list[dict]:
+    """:func:`step_metrics` for every step."""
+    return [step_metrics(trajs, t) for t in range(len(trajs[0].steps))]
+
+
+def select(trajs: Sequence[Trajectory], rule: Callable[[Trajectory], int]) -> dict:
+    """Metrics when each sample's answer is the step a selection rule picks; adds the mean passes used."""
+    idx = [rule(tr) for tr in trajs]
+    st = [tr.steps[i] for tr, i in zip(trajs, idx)]
+    out = summarize([s.iou for s in st], [s.parse_ok for s in st])
+    out["mean_passes"] = float(np.mean([i + 1 for i in idx]))
+    return out
+
+
+def oracle_rule(tr: Trajectory) -> int:
+    """ORACLE (uses ground truth): the step with the highest IoU."""
+    return int(np.argmax(tr.ious))
+
+
+def last_rule(tr: Trajectory) -> int:
+    """The last step."""
+    return len(tr.steps) - 1
+
+
+def still_rule(eps: float = 0.05) -> Callable[[Trajectory], int]:
+    """Label-free: stop at the first refine step whose box moved less than ``eps`` (1 - IoU) from the previous."""
+    def rule(tr: Trajectory) -> int:
+        for t in range(1, len(tr.steps)):
+            a, b = tr.steps[t - 1].box, tr.steps[t].box
+            if a is not None and b is not None and 1.0 - box_iou(a, b) < eps:
+                return t
+        return len(tr.steps) - 1
+    return rule
+
+
+def confidence_rule(tr: Trajectory) -> int:
+    """Label-free: the step whose answer has the highest mean token log-probability (parse failures last)."""
+    scores = [s.mean_logprob if (s.parse_ok and math.isfinite(s.mean_logprob)) else -math.inf for s in tr.steps]
+    return int(np.argmax(scores))
+
+
+def stability(trajs: Sequence[Trajectory]) -> dict:
+    """Per-step degradation, signed mean delta IoU, improve/degrade/stay shares (T vs 0)."""
+    m = np.asarray([tr.ious for tr in trajs], dtype=float)
+    if m.shape[1] < 2:
+        return {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0, "degrade": 0.0, "stay": 1.0}
+    d = np.diff(m, axis=1)
+    end = m[:, -1] - m[:, 0]
+    return {"degradation": float(np.maximum(0.0, -d).mean()), "mean_delta_iou": float(d.mean()),
+            "improve": float((end >= STAY_EPS).mean()), "degrade": float((end <= -STAY_EPS).mean()),
+            "stay": float((np.abs(end) < STAY_EPS).mean())}
+
+
+def by_family(trajs: Sequence[Trajectory], step: int = 0) -> dict[str, dict]:
+    """:func:`step_metrics` per family."""
+    fams = sorted({tr.family for tr in trajs})
+    return {f: step_metrics([tr for tr in trajs if tr.family == f], step) for f in fams}
+
+
+def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
+    """The standard side-by-side report: step 0, last step, oracle (labelled), label-free rules, stability."""
+    return {
+        "per_step": per_step(trajs),
+        "step0": step_metrics(trajs, 0),
+        "last": step_metrics(trajs, len(trajs[0].steps) - 1),
+        "oracle_best_step (uses GT)": select(trajs, oracle_rule),
+        "stop_when_still": select(trajs, still_rule(still_eps)),
+        "confidence": select(trajs, confidence_rule),
+        "stability": stability(trajs),
+        "by_family_step0": by_family(trajs, 0),
+        "by_family_last": by_family(trajs, len(trajs[0].steps) - 1),
+    }

@@ -1,0 +1,52 @@
+"""Load any HF vision-language model by hub id or local path; the tiny shipped model loads the same way."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "float32",
+               attn_implementation: str | None = None, quantize_4bit: bool = False):
+    """Return ``(model, processor)`` for a hub id (e.g. ``Qwen/Qwen3-VL-4B-Instruct``) or a saved folder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {sorted(DTYPES)}")
+    src = str(name_or_path)
+    if Path(src).exists() is False and src.startswith((".", "/")):
+        raise FileNotFoundError(f"model path {src} does not exist")
+    device = resolve_device(device)
+    kwargs: dict = {"dtype": DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantize_4bit:  # QLoRA on GPU: 4-bit NF4 via bitsandbytes
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True)
+        kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(src, **kwargs)
+        processor = AutoProcessor.from_pretrained(src)
+    except OSError as exc:
+        raise OSError(f"could not load model {src!r}: {exc}. Offline? Download it where the hub is reachable "
+                      f"(`hf download {src} --local-dir DIR`) and pass DIR instead.") from exc
+    if not quantize_4bit:
+        model.to(device)
+    model.eval()
+    log.info("loaded %s (%.1f M params) on %s", src, sum(p.numel() for p in model.parameters()) / 1e6, device)
+    return model, processor

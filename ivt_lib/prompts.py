@@ -1,0 +1,30 @@
+"""Prompts and chat messages for step 0 (grounding) and refinement steps (look at the drawn box, correct it).
+
+Messages use the HF chat format with an ``{"type": "image"}`` placeholder; images travel separately (one per
+message list, in order), which is what processors and trl's VLM trainers expect.
+"""
+from __future__ import annotations
+
+from .parsing import format_box
+
+STEP0_TEMPLATE = 'Locate "{expression}" in the image. Output its bbox_2d in JSON.'
+REFINE_TEMPLATE = ('Locate "{expression}" in the image. The red box is a previous answer: {previous}. '
+                   'Check it and output the corrected bbox_2d in JSON.')
+
+
+def step0_messages(expression: str) -> list[dict]:
+    """Messages for step 0: one image, the referring expression."""
+    return [{"role": "user", "content": [{"type": "image"},
+                                         {"type": "text", "text": STEP0_TEMPLATE.format(expression=expression)}]}]
+
+
+def refine_messages(expression: str, previous_box_model: tuple[int, int, int, int] | None) -> list[dict]:
+    """Messages for a refinement step: the image with the previous box drawn, and that box as text."""
+    prev = format_box(previous_box_model) if previous_box_model is not None else "none (it could not be parsed)"
+    text = REFINE_TEMPLATE.format(expression=expression, previous=prev)
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def with_answer(messages: list[dict], answer: str) -> list[dict]:
+    """Append the assistant turn (training conversations)."""
+    return messages + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]

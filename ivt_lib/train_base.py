@@ -1,0 +1,243 @@
+"""Train the base grounder: the tiny Qwen3-VL that stands in for the pretrained Qwen3-VL-4B-Instruct.
+
+A plain, seeded torch loop (AdamW, warm-up, cosine decay) on a stream of freshly generated scenes whose seeds are
+disjoint from the fixed train/validation/test splits: this stage plays the part of *pretraining*, so the IVT
+train split (used by teacher synthesis, SFT and GRPO) stays unseen, as the paper's train split was unseen by
+Qwen3-VL-4B. The stream mixes
+
+* step-0 grounding samples (image + expression -> box), with a curriculum: big objects, few distractors first;
+* generic refinement samples ("the red box is a previous answer, output the corrected box"), whose previous box is
+  jittered ground truth, a distractor's box or a random box, so that the base follows the refinement format the way an
+  instruct model would. It never sees its *own* errors: that is what IVT teaches later.
+
+Resumes from ``ckpt_dir`` after a kill (model, optimiser, scheduler and step; the data stream is a function of the
+step, so a resumed run sees the same samples). Usage: ``python -m ivt_lib.train_base --total-steps 16000``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import boxes as bx
+from .io import atomic_write_json, provenance
+from .parsing import format_box
+from .prompts import refine_messages, step0_messages, with_answer
+from .render import draw_box
+from .scenes import FAMILIES, SceneConfig, generate_scene, iter_split, scene_to_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BaseTrainConfig:
+    """Parameters of the base-grounder run (all of them recorded next to the weights)."""
+
+    out_dir: str = "data/base_model"       # best weights (by validation Acc@0.5) go here
+    ckpt_dir: str = "runs/base_ckpt"       # resumable training state (gitignored)
+    seed: int = 0
+    total_steps: int = 16000
+    batch_size: int = 16
+    lr: float = 2e-3
+    min_lr_frac: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    curriculum_frac: float = 0.10          # share of steps on easy scenes (1-2 big objects)
+    blend_frac: float = 0.10               # then a linear blend from easy to the full 3-family mix
+    refine_frac: float = 0.3               # share of refinement samples after the curriculum
+    eval_every: int = 500
+    eval_n: int = 150                      # validation samples per eval (balanced families)
+    ckpt_every_s: float = 240.0
+    threads: int = 2
+    canvas: int = 128
+
+    def __post_init__(self):
+        if self.total_steps <= self.warmup_steps:
+            raise ValueError(f"total_steps={self.total_steps} must exceed warmup_steps={self.warmup_steps}")
+        if not 0.0 <= self.refine_frac <= 1.0:
+            raise ValueError(f"refine_frac={self.refine_frac} must be in [0, 1]")
+
+
+EASY = SceneConfig(min_objects=1, max_objects=2, min_size=0.25, max_size=0.45)
+
+
+def _jitter(rng: random.Random, box, w: int, h: int, scale: float):
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    dx, dy = rng.gauss(0, scale) * bw, rng.gauss(0, scale) * bh
+    sw, sh = math.exp(rng.gauss(0, scale)), math.exp(rng.gauss(0, scale))
+    cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+    return bx.sanitize((cx - bw * sw / 2, cy - bh * sh / 2, cx + bw * sw / 2, cy + bh * sh / 2), w, h)
+
+
+def previous_box(rng: random.Random, rec: dict):
+    """A plausible previous answer for a generic refinement sample (never the model's own)."""
+    w, h, gt = rec["width"], rec["height"], rec["bbox"]
+    r = rng.random()
+    others = [o["box"] for i, o in enumerate(rec["objects"]) if i != rec["target"]]
+    if r < 0.2 and others:
+        return _jitter(rng, rng.choice(others), w, h, 0.1)     # on a distractor
+    if r < 0.3:
+        x1, y1 = rng.uniform(0, w * 0.8), rng.uniform(0, h * 0.8)
+        return (x1, y1, min(w, x1 + rng.uniform(8, w / 2)), min(h, y1 + rng.uniform(8, h / 2)))  # random
+    return _jitter(rng, gt, w, h, rng.choice((0.05, 0.15, 0.3)))  # near the target
+
+
+def make_sample(rng: random.Random, step: int, cfg: BaseTrainConfig) -> tuple[list[dict], object]:
+    """One training conversation (messages with the answer) and its image, drawn for training ``step``."""
+    frac = step / cfg.total_steps
+    p_easy = 1.0 if frac < cfg.curriculum_frac else max(0.0, 1 - (frac - cfg.curriculum_frac) / cfg.blend_frac)
+    if rng.random() < p_easy:
+        scene = generate_scene(rng, "refcocog", cfg.canvas, EASY)
+    else:
+        scene = generate_scene(rng, rng.choice(FAMILIES), cfg.canvas)
+    rec = scene_to_record(scene, "stream")
+    w, h = rec["width"], rec["height"]
+    answer = format_box(bx.to_model_frame(rec["bbox"], w, h))
+    p_ref = cfg.refine_frac * (1 - p_easy) + 0.1 * p_easy
+    if rng.random() < p_ref:
+        prev = previous_box(rng, rec)
+        msgs = refine_messages(rec["expression"], bx.to_model_frame(prev, w, h) if prev else None)
+        return with_answer(msgs, answer), draw_box(rec["image"], prev)
+    return with_answer(step0_messages(rec["expression"]), answer), rec["image"]
+
+
+def collate(processor, convs: list[list[dict]], images: list) -> dict:
+    """Right-padded batch with labels on the assistant answer only (prompt, image and padding masked)."""
+    tok = processor.tokenizer
+    texts = [processor.apply_chat_template(c, tokenize=False) for c in convs]
+    tok.padding_side = "right"
+    enc = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    ids = enc["input_ids"]
+    im_start = tok.convert_tokens_to_ids("<|im_start|>")
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    header = len(tok("assistant\n", add_special_tokens=False)["input_ids"])
+    pos = torch.arange(ids.shape[1]).expand_as(ids)
+    last_start = torch.where(ids == im_start, pos, -1).max(1).values + 1 + header
+    last_end = torch.where(ids == im_end, pos, -1).max(1).values
+    keep = (pos >= last_start[:, None]) & (pos <= last_end[:, None])
+    enc["labels"] = torch.where(keep, ids, -100)
+    return enc
+
+
+def _lr_lambda(cfg: BaseTrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps)
+        return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def evaluate(model, processor, samples: list[dict]) -> dict:
+    """Single-shot validation metrics (overall and per family)."""
+    from .loop import HFPolicy, run_loop
+    from .metrics import by_family, step_metrics
+
+    model.eval()
+    trajs = run_loop(HFPolicy(model, processor, max_new_tokens=28, batch_size=50), samples, T=0, show_progress=False)
+    model.train()
+    out = step_metrics(trajs, 0)
+    out["by_family"] = {f: m["acc@0.5"] for f, m in by_family(trajs, 0).items()}
+    return out
+
+
+def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: list):
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best, "curve": curve},
+               tmp / "state.pt")
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def train(cfg: BaseTrainConfig) -> dict:
+    """Run (or resume) the base-grounder training; return the final summary."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from .tiny_model import TinyConfig, build_tiny
+
+    torch.set_num_threads(cfg.threads)
+    out, ckpt = Path(cfg.out_dir), Path(cfg.ckpt_dir)
+    init_dir = ckpt.with_name(ckpt.name + "_init")
+    if not (init_dir / "config.json").exists():
+        build_tiny(init_dir, TinyConfig(canvas=cfg.canvas), seed=cfg.seed)
+    processor = AutoProcessor.from_pretrained(init_dir)
+    src = ckpt if (ckpt / "state.pt").exists() else init_dir
+    model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    step, best, curve = 0, -1.0, []
+    if src == ckpt:
+        st = torch.load(ckpt / "state.pt", weights_only=False)
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        step, best, curve = st["step"], st["best"], st["curve"]
+        log.info("resumed from step %d (best val acc@0.5 %.3f)", step, best)
+    val = list(iter_split("validation", cfg.eval_n, cfg.seed, cfg.canvas))
+    t0, last_ckpt = time.time(), time.time()
+    wall0 = curve[-1]["wall_s"] if curve else 0.0
+    losses: list[float] = []
+    while step < cfg.total_steps:
+        rng = random.Random(f"base-stream-{cfg.seed}-{step}")  # disjoint from split seeds; resumable
+        convs, imgs = zip(*(make_sample(rng, step, cfg) for _ in range(cfg.batch_size)))
+        batch = collate(processor, list(convs), list(imgs))
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        step += 1
+        if step % cfg.eval_every == 0 or step == cfg.total_steps:
+            ev = evaluate(model, processor, val)
+            point = {"step": step, "wall_s": round(wall0 + time.time() - t0, 1), "loss": sum(losses) / len(losses),
+                     "lr": sched.get_last_lr()[0], **{k: ev[k] for k in ("acc@0.5", "mean_iou", "parse_rate")},
+                     "by_family": ev["by_family"]}
+            losses = []
+            curve.append(point)
+            log.info("step %d %s", step, json.dumps(point))
+            if ev["acc@0.5"] > best:
+                best = ev["acc@0.5"]
+                model.save_pretrained(out)
+                processor.save_pretrained(out)
+            atomic_write_json(out / "training_curve.json", curve)
+        if time.time() - last_ckpt > cfg.ckpt_every_s or step == cfg.total_steps:
+            _save_state(ckpt, model, opt, sched, step, best, curve)
+            last_ckpt = time.time()
+    summary = {"best_val_acc@0.5": best, "steps": step, "wall_s": curve[-1]["wall_s"] if curve else 0.0}
+    atomic_write_json(out / "train_params.json", {"config": asdict(cfg), "summary": summary,
+                                                  "provenance": provenance(asdict(cfg))})
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: every :class:`BaseTrainConfig` field is a ``--flag``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for k, v in asdict(BaseTrainConfig()).items():
+        p.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    cfg = BaseTrainConfig(**vars(p.parse_args(argv)))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    print(json.dumps(train(cfg)))
+
+
+if __name__ == "__main__":
+    main()
