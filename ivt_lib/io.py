@@ -24,6 +24,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and figures are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -80,3 +81,22 @@ def save_figure(fig, path: str | Path, params: dict | None = None, wall_s: float
     atomic_write_bytes(path, buf.getvalue())
     atomic_write_json(path.with_suffix(".provenance.json"), provenance(params, wall_s))
     return path
+
+
+def save_trajectories(path: str | Path, trajs) -> Path:
+    """Atomically write trajectories as JSON lines (one sample per line), for the explorer and later notebooks."""
+    lines = [json.dumps(t.to_dict(), default=float) for t in trajs]
+    return atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def load_trajectories(path: str | Path):
+    """Read trajectories written by :func:`save_trajectories`."""
+    from .loop import StepRecord, Trajectory
+
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            d = json.loads(line)
+            steps = [StepRecord(**{**s, "box": tuple(s["box"]) if s["box"] is not None else None}) for s in d.pop("steps")]
+            out.append(Trajectory(**{**d, "gt": tuple(d["gt"])}, steps=steps))
+    return out

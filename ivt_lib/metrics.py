@@ -89,6 +89,10 @@ def confidence_rule(tr: Trajectory) -> int:
 
 def stability(trajs: Sequence[Trajectory]) -> dict:
     """Per-step degradation, signed mean delta IoU, improve/degrade/stay shares (T vs 0)."""
+    if not trajs:
+        raise ValueError("stability got no trajectories")
+    if len({len(tr.steps) for tr in trajs}) != 1:
+        raise ValueError("stability needs trajectories of equal length")
     m = np.asarray([tr.ious for tr in trajs], dtype=float)
     if m.shape[1] < 2:
         return {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0, "degrade": 0.0, "stay": 1.0}

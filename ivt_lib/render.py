@@ -50,7 +50,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[tuple[Sequence[float] | None,
 def trajectory_grid(rows: Sequence[Sequence[Image.Image]], pad: int = 4,
                     bg: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Tile rows of images (one row per sample, one column per step) into one image."""
-    if not rows or not rows[0]:
+    if not rows or not any(rows):
         raise ValueError("trajectory_grid needs at least one row with one image")
     w = max(im.width for r in rows for im in r)
     h = max(im.height for r in rows for im in r)

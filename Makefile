@@ -1,0 +1,42 @@
+# The two README commands:  `make reproduce` (set up + run everything, default tier)  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TIER ?= default
+
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs
+
+setup: $(VENV)/.installed
+
+# torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned resolve pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+reproduce: setup
+	$(PY) -m ivt_lib.reproduce --tier $(TIER)
+
+# pytest's exit code 5 ("no tests collected") must fail, not pass silently.
+test: setup
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+smoke: setup
+	$(PY) -m ivt_lib.reproduce --tier smoke
+
+bench: setup
+	$(PY) benchmarks/loop_throughput.py
+
+splits: setup
+	$(PY) -m ivt_lib.data
+
+# Retrain the shipped base grounder from scratch (~2 h on 2 CPU cores); resumes from runs/base_ckpt after a kill.
+base-model: setup
+	$(PY) -m ivt_lib.train_base --total-steps 15000
+
+clean-runs:
+	rm -rf runs notebooks/executed

@@ -1,0 +1,154 @@
+"""Typed stage configs: one dataclass per notebook, built from the notebook's ``parameters`` cell.
+
+Each ``__post_init__`` checks values, so bad parameters fail before any work starts with a message that names the
+parameter. Relative paths resolve against the project root, so a notebook works from papermill (cwd = root) and from
+JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/{smoke,default,paper}.yaml``: one section per notebook.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+TIERS = ("smoke", "default", "paper")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ConfigError(ValueError):
+    """A parameter has an invalid value (the message names it)."""
+
+
+def resolve_path(p: str | Path) -> Path:
+    """Absolute path; relative paths are taken from the project root."""
+    p = Path(p)
+    return p if p.is_absolute() else ROOT / p
+
+
+def _check(cond: bool, name: str, value: Any, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"parameter {name}={value!r}: {why}")
+
+
+@dataclass
+class StageConfig:
+    """Fields every stage shares."""
+
+    tier: str = "default"
+    model: str = "data/base_model"
+    dataset: str = "data/scenes"
+    split: str = "test"
+    n_samples: int = 0
+    batch_size: int = 32
+    max_new_tokens: int = 32
+    device: str = "auto"
+    dtype: str = "float32"
+    coord_format: str = "qwen3"
+    seed: int = 0
+    results_dir: str = "results"
+    figures_dir: str = "figures"
+    runs_dir: str = "runs/default"
+    min_acc: float = 0.0           # assert-cell floor for Acc@0.5 (set per tier)
+    min_parse_rate: float = 0.0    # assert-cell floor for the parse rate (set per tier)
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.min_acc <= 1.0, "min_acc", self.min_acc, "must be in [0, 1]")
+        _check(0.0 <= self.min_parse_rate <= 1.0, "min_parse_rate", self.min_parse_rate, "must be in [0, 1]")
+        _check(self.tier in TIERS, "tier", self.tier, f"must be one of {TIERS}")
+        _check(self.split in ("train", "validation", "test"), "split", self.split,
+               "must be train, validation or test")
+        _check(isinstance(self.n_samples, int) and self.n_samples >= 0, "n_samples", self.n_samples,
+               "must be an int >= 0 (0 = the whole split)")
+        _check(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size", self.batch_size,
+               "must be a positive int")
+        _check(isinstance(self.max_new_tokens, int) and self.max_new_tokens > 0, "max_new_tokens",
+               self.max_new_tokens, "must be a positive int")
+        _check(self.dtype in ("float32", "bfloat16", "float16", "auto"), "dtype", self.dtype,
+               "must be float32, bfloat16, float16 or auto")
+        _check(self.coord_format in ("qwen3", "qwen25"), "coord_format", self.coord_format, "must be qwen3 or qwen25")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+               self.device, "must be auto, cpu or cuda[:N]")
+        self._check_model("model", self.model)
+        _check(resolve_path(self.dataset).exists(), "dataset", self.dataset,
+               f"no dataset at {resolve_path(self.dataset)} (build it with `python -m ivt_lib.data`)")
+
+    @staticmethod
+    def _check_model(name: str, value: str) -> None:
+        local = resolve_path(value)
+        _check((local / "config.json").exists() or (not local.exists() and bool(_HUB_ID.match(value))
+                                                    and not value.startswith(("data/", "runs/", "./"))),
+               name, value, "must be a saved model folder (with config.json) or a hub id like org/name")
+
+    @property
+    def limit(self) -> int | None:
+        """``n_samples`` as a slice limit (None = all)."""
+        return self.n_samples or None
+
+    def path(self, attr: str) -> Path:
+        """A path-valued field resolved against the project root."""
+        return resolve_path(getattr(self, attr))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]):
+        """Build from a mapping (e.g. a notebook's ``globals()``), keeping only this config's fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class BaseModelConfig(StageConfig):
+    """Notebook 00: the base grounder, single-shot."""
+
+    retrain: bool = False
+    retrain_steps: int = 15000
+    grid_n: int = 12
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.retrain_steps > 200, "retrain_steps", self.retrain_steps, "must be > 200 (the warm-up)")
+        _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
+
+
+@dataclass
+class NaiveConfig(StageConfig):
+    """Notebook 01: naive iteration (the base model refines its own boxes)."""
+
+    T: int = 2
+    T_curve: int = 4
+    still_eps: float = 0.05
+    probe_n: int = 0
+    grid_n: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
+        _check(isinstance(self.T_curve, int) and self.T_curve >= self.T, "T_curve", self.T_curve, "must be >= T")
+        _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
+        _check(self.probe_n >= 0, "probe_n", self.probe_n, "must be >= 0 (0 = all samples)")
+        _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
+
+
+NOTEBOOK_CONFIGS: dict[str, type[StageConfig]] = {
+    "00_base_model": BaseModelConfig,
+    "01_naive_iteration_collapse": NaiveConfig,
+}
+
+
+def load_tier(tier: str) -> dict[str, dict]:
+    """The parameters of every notebook for a tier, from ``params/<tier>.yaml``."""
+    import yaml
+
+    _check(tier in TIERS, "tier", tier, f"must be one of {TIERS}")
+    with open(ROOT / "params" / f"{tier}.yaml") as f:
+        return yaml.safe_load(f) or {}
+
+
+def model_source(value: str) -> str:
+    """A model parameter as ``from_pretrained`` wants it: a resolved local folder, or the hub id unchanged."""
+    local = resolve_path(value)
+    return str(local) if local.exists() else value

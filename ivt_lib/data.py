@@ -1,0 +1,95 @@
+"""Data: the fixed synthetic splits stored as ``datasets`` (images included), and their loading with checks.
+
+The splits are generated once from a seed and saved under ``data/scenes``; notebooks load them from disk so they never
+drift when the generator changes. ``tests/test_data.py`` proves the generator still reproduces them pixel for pixel.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .scenes import iter_split
+
+log = logging.getLogger(__name__)
+
+SPLITS = {"train": 2400, "validation": 510, "test": 505}  # the paper's split sizes
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "scenes"
+
+
+def features():
+    """The project's sample schema as ``datasets.Features``."""
+    from datasets import Features, Image, List, Value
+
+    obj = {"shape": Value("string"), "colour": Value("string"), "size": Value("string"), "box": List(Value("float32"))}
+    return Features({"id": Value("string"), "image": Image(), "expression": Value("string"),
+                     "bbox": List(Value("float32")), "family": Value("string"), "source": Value("string"),
+                     "width": Value("int32"), "height": Value("int32"), "objects": List(obj),
+                     "target": Value("int32")})
+
+
+def build_splits(out_dir: str | Path = DEFAULT_DIR, seed: int = 0, canvas: int = 128,
+                 sizes: dict[str, int] | None = None):
+    """Generate the splits from ``seed`` and save them as a ``DatasetDict`` at ``out_dir``; return it."""
+    from datasets import Dataset, DatasetDict
+
+    sizes = sizes or SPLITS
+    dd = DatasetDict({name: Dataset.from_list(list(iter_split(name, n, seed, canvas)), features=features())
+                      for name, n in sizes.items()})
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    dd.save_to_disk(str(tmp))
+    if out.exists():
+        import shutil
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log.info("saved splits %s to %s", {k: len(v) for k, v in dd.items()}, out)
+    return dd
+
+
+def load_split(split: str, path: str | Path = DEFAULT_DIR, limit: int | None = None) -> list[dict]:
+    """Load a split as a list of records with decoded RGB images; errors name the offending sample."""
+    from datasets import load_from_disk
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no dataset at {p}; build it with `python -m ivt_lib.data` or pass a valid path")
+    dd = load_from_disk(str(p))
+    if split not in dd:
+        raise KeyError(f"split {split!r} not in {p} (has {list(dd)})")
+    ds = dd[split]
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    if len(ds) == 0:
+        raise ValueError(f"split {split!r} at {p} is empty")
+    return validate_records(ds.cast_column("image", __import__("datasets").Image(decode=False)), name=split)
+
+
+def validate_records(rows, name: str = "dataset") -> list[dict]:
+    """Decode and check every record (image opens, bbox is 4 finite numbers inside the image)."""
+    import io
+    import math
+
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for i, r in enumerate(rows):
+        sid = r.get("id", f"#{i}")
+        img = r["image"]
+        try:
+            if isinstance(img, dict):
+                img = Image.open(io.BytesIO(img["bytes"])) if img.get("bytes") else Image.open(img["path"])
+            img = img.convert("RGB")
+        except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: sample {sid!r} has a corrupt or unreadable image: {exc}") from exc
+        b = r.get("bbox")
+        if b is None or len(b) != 4 or not all(math.isfinite(float(v)) for v in b):
+            raise ValueError(f"{name}: sample {sid!r} has an invalid bbox {b!r}")
+        out.append({**r, "image": img, "bbox": [float(v) for v in b]})
+    if not out:
+        raise ValueError(f"{name} is empty")
+    return out
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    build_splits()

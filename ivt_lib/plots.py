@@ -1,0 +1,81 @@
+"""Paper-style figures: per-step curves, improve/degrade/stay bars, sample and trajectory grids."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline",) else None
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .loop import Trajectory  # noqa: E402
+from .render import draw_boxes  # noqa: E402
+
+GT_RGB, PRED_RGB = (0, 230, 0), (255, 40, 40)
+
+
+def per_step_curves(runs: Mapping[str, Sequence[dict]], title: str = "IoU and accuracy per refinement step"):
+    """Acc@0.5 and mean IoU against the step, one line per configuration (``runs[name] = per_step metrics``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, ps in runs.items():
+        steps = list(range(len(ps)))
+        axes[0].plot(steps, [m["acc@0.5"] * 100 for m in ps], marker="o", label=name)
+        axes[1].plot(steps, [m["mean_iou"] for m in ps], marker="o", label=name)
+    axes[0].set(xlabel="step (0 = grounding)", ylabel="Acc@0.5 (%)")
+    axes[1].set(xlabel="step (0 = grounding)", ylabel="mean IoU")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xticks(range(max(len(p) for p in runs.values())))
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def stability_bars(stab: Mapping[str, Mapping[str, float]], title: str = "Last step vs step 0"):
+    """Improve / stay / degrade shares per configuration."""
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stab), 3.2))
+    names = list(stab)
+    bottom = [0.0] * len(names)
+    for key, colour in (("improve", "#2a9d4b"), ("stay", "#9a9a9a"), ("degrade", "#d1495b")):
+        vals = [stab[n][key] * 100 for n in names]
+        ax.bar(names, vals, bottom=bottom, color=colour, label=key)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set(ylabel="% of samples", ylim=(0, 100), title=title)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(samples: Sequence[dict], trajs: Sequence[Trajectory], step: int = 0, ncol: int = 6):
+    """Ground truth (green) and the prediction at ``step`` (red) for a few samples, with the expression and IoU."""
+    n = len(samples)
+    nrow = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.2 * ncol, 2.5 * nrow), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, s, tr in zip(axes.flat, samples, trajs):
+        st = tr.steps[step]
+        ax.imshow(draw_boxes(s["image"], [(s["bbox"], GT_RGB), (st.box, PRED_RGB)], scale=2))
+        ax.set_title(f"{s['expression'][:34]}\nIoU {st.iou:.2f}" + ("" if st.parse_ok else " (parse fail)"),
+                     fontsize=6.5)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_figure(samples: Sequence[dict], trajs: Sequence[Trajectory], title: str = ""):
+    """One row per sample, one column per step: GT (green) and the step's box (red) with its IoU."""
+    nstep = len(trajs[0].steps)
+    fig, axes = plt.subplots(len(samples), nstep, figsize=(2.1 * nstep, 2.2 * len(samples)), squeeze=False)
+    for r, (s, tr) in enumerate(zip(samples, trajs)):
+        for c, st in enumerate(tr.steps):
+            ax = axes[r][c]
+            ax.imshow(draw_boxes(s["image"], [(s["bbox"], GT_RGB), (st.box, PRED_RGB)], scale=2))
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"step {c}: IoU {st.iou:.2f}" + ("" if st.parse_ok else " (parse fail)"), fontsize=7)
+            if c == 0:
+                ax.set_ylabel(s["expression"][:28], fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,87 @@
+"""Diagnostics of the loop: the presence probe (does the model react to *whether* a box is drawn, or to whether it
+is right?) and the failure anatomy of degrading samples (drift, shrink, grow, jump to a distractor, parse failure).
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import numpy as np
+
+from . import boxes as bx
+from .loop import Policy, Trajectory, run_loop
+
+MOVE_EPS = 0.01
+
+
+def random_box(rng: random.Random, w: int, h: int) -> tuple[float, float, float, float]:
+    """A random box with sides 15-50 % of the image (the probe's "wrong box" arm)."""
+    bw, bh = rng.uniform(0.15, 0.5) * w, rng.uniform(0.15, 0.5) * h
+    x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+    return (x1, y1, x1 + bw, y1 + bh)
+
+
+def _arm_stats(trajs: Sequence[Trajectory]) -> dict:
+    before = np.array([t.steps[0].iou for t in trajs])
+    after = np.array([t.steps[1].iou for t in trajs])
+    moved = np.array([1.0 - bx.iou(t.steps[0].box, t.steps[1].box) if t.steps[0].box and t.steps[1].box else 1.0
+                      for t in trajs])
+    d = after - before
+    return {"iou_before": float(before.mean()), "iou_after": float(after.mean()),
+            "acc@0.5_before": float((before >= 0.5).mean()), "acc@0.5_after": float((after >= 0.5).mean()),
+            "toward_truth": float((d >= MOVE_EPS).mean()), "away_from_truth": float((d <= -MOVE_EPS).mean()),
+            "mean_move": float(moved.mean()), "unchanged": float((moved < MOVE_EPS).mean()),
+            "parse_rate_after": float(np.mean([t.steps[1].parse_ok for t in trajs])), "n": len(trajs)}
+
+
+def presence_probe(policy: Policy, samples: Sequence[dict], own_boxes: Sequence, seed: int = 0,
+                   coord_format: str = "qwen3") -> dict[str, dict]:
+    """One refine step from four starts: the model's own box, the GT box, a random box (all drawn), and the own box
+    stated in text but **not drawn**. Returns per-arm IoU before/after and how the box moved."""
+    rng = random.Random(f"probe-{seed}")
+    rand = [random_box(rng, s["image"].width, s["image"].height) for s in samples]
+    arms = {"own_box_drawn": (own_boxes, True), "gt_box_drawn": ([s["bbox"] for s in samples], True),
+            "random_box_drawn": (rand, True), "own_box_not_drawn": (own_boxes, False)}
+    return {name: _arm_stats(run_loop(policy, samples, T=1, coord_format=coord_format, start_boxes=starts,
+                                      draw_previous=drawn, show_progress=False))
+            for name, (starts, drawn) in arms.items()}
+
+
+def classify_failure(tr: Trajectory, sample: dict, ratio: float = 0.7) -> str | None:
+    """Why a sample degraded from step 0 to the last step (None if it did not degrade)."""
+    first, last = tr.steps[0], tr.steps[-1]
+    if last.iou > first.iou - MOVE_EPS:
+        return None
+    if not last.parse_ok:
+        return "parse_failure"
+    others = [o["box"] for i, o in enumerate(sample.get("objects", [])) if i != sample.get("target")]
+    if others and max(bx.iou(last.box, o) for o in others) >= 0.5 > last.iou:
+        return "jump_to_distractor"
+    if first.box is not None and bx.area(first.box) > 0:
+        r = bx.area(last.box) / bx.area(first.box)
+        if r < ratio:
+            return "shrink"
+        if r > 1 / ratio:
+            return "grow"
+    return "drift"
+
+
+def failure_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dict:
+    """Counts and shares of each failure kind among degrading samples."""
+    kinds = [classify_failure(t, s) for t, s in zip(trajs, samples)]
+    bad = [k for k in kinds if k is not None]
+    names = ("drift", "shrink", "grow", "jump_to_distractor", "parse_failure")
+    return {"n_degrading": len(bad), "n": len(trajs),
+            "counts": {k: bad.count(k) for k in names},
+            "shares_of_degrading": {k: (bad.count(k) / len(bad) if bad else 0.0) for k in names}}
+
+
+def worst(trajs: Sequence[Trajectory], k: int = 8) -> list[int]:
+    """Indices of the ``k`` samples whose IoU fell the most from step 0 to the last step."""
+    d = [t.steps[-1].iou - t.steps[0].iou for t in trajs]
+    return [int(i) for i in np.argsort(d, kind="stable")[:k]]
+
+
+def truncate(trajs: Sequence[Trajectory], T: int) -> list[Trajectory]:
+    """The first ``T`` refine steps of each trajectory (the loop is sequential, so this equals running with T)."""
+    return [Trajectory(t.sample_id, t.family, t.gt, t.width, t.height, t.steps[:T + 1]) for t in trajs]

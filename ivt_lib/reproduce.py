@@ -1,0 +1,93 @@
+"""One-command reproduction: run the numbered notebooks in order through papermill for a tier.
+
+``python -m ivt_lib.reproduce --tier default`` executes ``notebooks/NN_*.ipynb`` with the parameters of
+``params/<tier>.yaml`` into ``notebooks/executed/<tier>/`` (gitignored). A notebook whose parameters and source
+are unchanged since its last successful run is skipped (the key is a hash of both), so an interrupted run resumes
+from the first unfinished notebook. ``--force`` reruns everything.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import NOTEBOOK_CONFIGS, ROOT, TIERS, load_tier
+from .io import atomic_write_json
+
+log = logging.getLogger(__name__)
+NB_DIR = ROOT / "notebooks"
+
+
+def notebooks() -> list[Path]:
+    """The numbered notebooks, in order."""
+    return sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_key(nb: Path, params: dict) -> str:
+    """Hash of a notebook's source and its parameters: the resume key."""
+    h = hashlib.sha256(nb.read_bytes())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
+    """Check every notebook's tier parameters against its config dataclass before running anything."""
+    allp = load_tier(tier)
+    out = {}
+    for nb in notebooks():
+        if only and nb.stem not in only:
+            continue
+        params = allp.get(nb.stem, {})
+        cls = NOTEBOOK_CONFIGS.get(nb.stem)
+        if cls is not None:
+            cls(**params)  # raises ConfigError naming the bad parameter
+        out[nb.stem] = params
+    return out
+
+
+def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
+    """Execute the notebooks of a tier in order; return ``{notebook: seconds}`` (0 for skipped ones)."""
+    import papermill as pm
+
+    plan = validate(tier, only)
+    out_dir = NB_DIR / "executed" / tier
+    stamps = ROOT / "runs" / "reproduce" / tier
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    for i, (stem, params) in enumerate(plan.items(), 1):
+        nb = NB_DIR / f"{stem}.ipynb"
+        key, stamp = run_key(nb, params), stamps / f"{stem}.json"
+        if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+            print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
+            times[stem] = 0.0
+            continue
+        print(f"[{i}/{len(plan)}] {stem}: running ({tier} tier)", flush=True)
+        t = time.time()
+        pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(ROOT),
+                            kernel_name="python3", progress_bar=False, log_output=False)
+        times[stem] = round(time.time() - t, 1)
+        atomic_write_json(stamp, {"key": key, "seconds": times[stem], "finished": time.strftime("%FT%T")})
+        print(f"[{i}/{len(plan)}] {stem}: done in {times[stem]:.0f} s", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description="Run the IVT notebooks in order through papermill.")
+    ap.add_argument("--tier", default="default", choices=TIERS)
+    ap.add_argument("--force", action="store_true", help="rerun notebooks even if up to date")
+    ap.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    t = time.time()
+    times = run(a.tier, a.force, a.only)
+    print(f"all done in {time.time() - t:.0f} s: {json.dumps(times)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Tests for ivt_lib.io: atomic writes, provenance sidecars, figures."""
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ivt_lib import io as ivt_io
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# atomic writes
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_atomic_write_json_round_trip(tmp_path):
+    obj = {"a": 1, "b": [1.5, 2, None, True], "nested": {"s": "ü ✓", "empty": []}}
+    p = ivt_io.atomic_write_json(tmp_path / "r.json", obj)
+    assert p == tmp_path / "r.json"
+    assert json.loads(p.read_text()) == obj
+    assert p.read_text().endswith("\n")
+    assert _files(tmp_path) == {"r.json"}  # no temp files left behind
+
+
+def test_atomic_write_json_non_json_values_become_strings(tmp_path):
+    p = ivt_io.atomic_write_json(tmp_path / "r.json", {"path": Path("/x/y"), "t": (1, 2)})
+    assert json.loads(p.read_text()) == {"path": "/x/y", "t": [1, 2]}
+
+
+def test_atomic_write_creates_parent_folders(tmp_path):
+    p = ivt_io.atomic_write_json(tmp_path / "a" / "b" / "c.json", [1, 2, 3])
+    assert json.loads(p.read_text()) == [1, 2, 3]
+
+
+def test_atomic_write_overwrites(tmp_path):
+    p = tmp_path / "r.json"
+    ivt_io.atomic_write_json(p, {"v": 1})
+    ivt_io.atomic_write_json(p, {"v": 2})
+    assert json.loads(p.read_text()) == {"v": 2}
+    assert _files(tmp_path) == {"r.json"}
+
+
+def test_atomic_write_bytes_exact(tmp_path):
+    data = bytes(range(256)) * 10
+    p = ivt_io.atomic_write_bytes(str(tmp_path / "blob.bin"), data)
+    assert isinstance(p, Path)
+    assert p.read_bytes() == data
+    assert _files(tmp_path) == {"blob.bin"}
+
+
+def test_failed_replace_keeps_old_file_and_cleans_temp(tmp_path, monkeypatch):
+    p = tmp_path / "r.json"
+    ivt_io.atomic_write_json(p, {"v": "old"})
+
+    def boom(src, dst):
+        assert Path(src).exists()  # the temp file was fully written before the replace
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        ivt_io.atomic_write_json(p, {"v": "new"})
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"v": "old"}
+    assert _files(tmp_path) == {"r.json"}
+
+
+def test_failed_write_keeps_old_file_and_cleans_temp(tmp_path, monkeypatch):
+    p = tmp_path / "r.json"
+    ivt_io.atomic_write_json(p, {"v": "old"})
+
+    def boom(fd):
+        raise OSError("fsync failed")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="fsync failed"):
+        ivt_io.atomic_write_json(p, {"v": "new"})
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"v": "old"}
+    assert _files(tmp_path) == {"r.json"}
+
+
+def test_interrupt_during_replace_cleans_temp(tmp_path, monkeypatch):
+    p = tmp_path / "r.json"
+    ivt_io.atomic_write_json(p, {"v": "old"})
+
+    def interrupt(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ivt_io.atomic_write_json(p, {"v": "new"})
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"v": "old"}
+    assert _files(tmp_path) == {"r.json"}
+
+
+def test_unserializable_object_leaves_old_file(tmp_path):
+    p = tmp_path / "r.json"
+    ivt_io.atomic_write_json(p, {"v": "old"})
+    circular: dict = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError):
+        ivt_io.atomic_write_json(p, circular)
+    assert json.loads(p.read_text()) == {"v": "old"}
+    assert _files(tmp_path) == {"r.json"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# provenance
+# ---------------------------------------------------------------------------------------------------------------
+
+SHA = re.compile(r"^(unknown|[0-9a-f]{40}(\+dirty)?)$")
+
+
+def test_git_sha_format():
+    assert SHA.match(ivt_io.git_sha(Path(ivt_io.__file__).resolve().parent.parent))
+
+
+def test_git_sha_outside_git_is_unknown(tmp_path, monkeypatch):
+    # GIT_CEILING_DIRECTORIES stops git from finding an enclosing repository above tmp_path
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert ivt_io.git_sha(tmp_path) == "unknown"
+
+
+def test_write_result_writes_provenance_sidecar(tmp_path):
+    params = {"lr": 1e-4, "steps": 3, "name": "test"}
+    p = ivt_io.write_result(tmp_path / "result.json", {"acc": 0.5}, params=params, wall_s=1.25)
+    assert p == tmp_path / "result.json"
+    assert json.loads(p.read_text()) == {"acc": 0.5}
+    side = tmp_path / "result.provenance.json"
+    assert _files(tmp_path) == {"result.json", "result.provenance.json"}
+    prov = json.loads(side.read_text())
+    for key in ("git_sha", "params", "packages", "python", "machine", "cpus", "wall_s", "written_at"):
+        assert key in prov
+    assert SHA.match(prov["git_sha"])
+    assert prov["params"] == params
+    assert prov["wall_s"] == 1.25
+    assert set(prov["packages"]) == set(ivt_io.PACKAGES)
+    assert isinstance(prov["packages"]["torch"], str)  # installed in this environment
+
+
+def test_write_result_default_params_is_empty_dict(tmp_path):
+    ivt_io.write_result(tmp_path / "r.json", {"x": 1})
+    prov = json.loads((tmp_path / "r.provenance.json").read_text())
+    assert prov["params"] == {}
+    assert prov["wall_s"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.5, 1.0))
+    ax.plot([0, 1, 2], [0, 1, 4])
+    yield fig
+    plt.close(fig)
+
+
+def test_save_figure_png_with_sidecar(tmp_path, tiny_figure):
+    p = ivt_io.save_figure(tiny_figure, tmp_path / "figs" / "curve.png", params={"k": 1}, wall_s=0.5)
+    assert p == tmp_path / "figs" / "curve.png"
+    data = p.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    from PIL import Image
+
+    with Image.open(p) as im:
+        im.load()
+        assert im.width > 10 and im.height > 10
+    prov = json.loads((tmp_path / "figs" / "curve.provenance.json").read_text())
+    assert prov["params"] == {"k": 1} and prov["wall_s"] == 0.5
+    assert _files(tmp_path / "figs") == {"curve.png", "curve.provenance.json"}
+
+
+def test_save_figure_format_follows_suffix(tmp_path, tiny_figure):
+    p = ivt_io.save_figure(tiny_figure, tmp_path / "curve.svg")
+    head = p.read_bytes()[:200]
+    assert b"<svg" in p.read_bytes() and not head.startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trajectories (JSON lines)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_trajectories_round_trip(tmp_path):
+    import math
+
+    from ivt_lib.loop import StepRecord, Trajectory
+
+    trajs = [
+        Trajectory("s1", "fam", (1.0, 2.0, 30.0, 40.0), 64, 48, [
+            StepRecord('{"bbox_2d": [1, 2, 3, 4]}', (1.0, 2.0, 3.0, 4.0), 0.25, True, None, -0.5),
+            StepRecord("nothing", None, 0.0, False, "no_box", -1.5, stopped=True)]),
+        Trajectory("s2", "other", (0.0, 0.0, 5.0, 5.0), 10, 10, [
+            StepRecord("x", (0.0, 0.0, 5.0, 5.0), 1.0, True)]),  # mean_logprob NaN by default
+    ]
+    p = ivt_io.save_trajectories(tmp_path / "t.jsonl", trajs)
+    assert len(p.read_text().splitlines()) == 2
+    assert _files(tmp_path) == {"t.jsonl"}
+    back = ivt_io.load_trajectories(p)
+    assert back[0] == trajs[0]
+    assert isinstance(back[0].gt, tuple) and isinstance(back[0].steps[0].box, tuple)
+    assert back[0].steps[1].box is None and back[0].steps[1].stopped is True
+    assert back[1].sample_id == "s2" and back[1].steps[0].box == (0.0, 0.0, 5.0, 5.0)
+    assert math.isnan(back[1].steps[0].mean_logprob)

@@ -1,0 +1,96 @@
+"""The batched refinement loop, with a fake policy (exact behaviour) and with the tiny model (mechanics)."""
+import numpy as np
+import pytest
+
+from ivt_lib import boxes as bx
+from ivt_lib.loop import Generation, HFPolicy, run_loop
+from ivt_lib.parsing import format_box, parse_box
+
+
+class FakePolicy:
+    """Step 0 answers a fixed box; a refine step shifts the stated previous box right by ``shift`` (0-1000 units)."""
+
+    def __init__(self, step0=(100, 100, 400, 400), shift=100, fail_on=()):
+        self.step0, self.shift, self.fail_on = step0, shift, set(fail_on)
+        self.calls: list[tuple[list, list]] = []
+
+    def generate(self, messages, images):
+        self.calls.append((messages, images))
+        out = []
+        for m in messages:
+            text = m[0]["content"][1]["text"]
+            if any(f in text for f in self.fail_on):
+                out.append(Generation("I am not sure.", -3.0))
+                continue
+            prev = parse_box(text)
+            if not prev.ok:
+                out.append(Generation(format_box(self.step0), -0.5))
+            else:
+                x1, y1, x2, y2 = prev.box
+                out.append(Generation("Moving right. " + format_box((x1 + self.shift, y1, x2 + self.shift, y2)), -1.0))
+        return out
+
+
+def test_loop_records_every_step(test_samples):
+    pol = FakePolicy()
+    trajs = run_loop(pol, test_samples[:5], T=2, show_progress=False)
+    assert len(pol.calls) == 3 and all(len(c[0]) == 5 for c in pol.calls)  # one batched call per step
+    for tr, s in zip(trajs, test_samples):
+        assert len(tr.steps) == 3 and all(st.parse_ok for st in tr.steps)
+        w, h = s["image"].size
+        for t, st in enumerate(tr.steps):
+            want = bx.sanitize(bx.from_model_frame((100 + 100 * t, 100, 400 + 100 * t, 400), w, h), w, h)
+            assert st.box == pytest.approx(want, abs=w / 1000 + 1e-6)
+            assert st.iou == pytest.approx(bx.iou(st.box, s["bbox"]))
+
+
+def test_rendered_previous_box_is_what_the_model_sees(test_samples):
+    pol = FakePolicy()
+    run_loop(pol, test_samples[:2], T=1, show_progress=False)
+    orig = np.asarray(test_samples[0]["image"].convert("RGB")).astype(int)
+    seen = np.asarray(pol.calls[1][1][0]).astype(int)
+    x1, y1, x2, y2 = (int(round(v * 128 / 1000)) for v in (100, 100, 400, 400))
+    assert (seen[y1 + 3:y2 - 3, x1 + 3:x2 - 3, 0] >= orig[y1 + 3:y2 - 3, x1 + 3:x2 - 3, 0]).all()
+    assert np.abs(seen - orig)[y1:y2, x1:x2].sum() > 0  # the overlay is there
+    assert (seen[y2 + 3:, :] == orig[y2 + 3:, :]).all()  # nothing drawn outside
+
+
+def test_parse_failures_are_counted_not_raised(test_samples):
+    trajs = run_loop(FakePolicy(fail_on=["red box"]), test_samples[:3], T=2, show_progress=False)
+    for tr in trajs:
+        assert tr.steps[0].parse_ok
+        assert not tr.steps[1].parse_ok and tr.steps[1].iou == 0.0 and tr.steps[1].reason == "no_box"
+
+
+def test_stop_when_still_freezes_samples(test_samples):
+    pol = FakePolicy(shift=0)  # the box never moves
+    trajs = run_loop(pol, test_samples[:4], T=3, stop_when_still=0.05, show_progress=False)
+    assert [len(c[0]) for c in pol.calls] == [4, 4]  # frozen after the first refine step: no more generation
+    for tr in trajs:
+        assert len(tr.steps) == 4 and [s.stopped for s in tr.steps] == [False, False, True, True]
+
+
+def test_start_boxes_and_no_drawing(test_samples):
+    pol = FakePolicy()
+    gts = [s["bbox"] for s in test_samples[:3]]
+    trajs = run_loop(pol, test_samples[:3], T=1, start_boxes=gts, draw_previous=False, show_progress=False)
+    assert len(pol.calls) == 1  # step 0 skipped
+    assert all(tr.steps[0].iou == pytest.approx(1.0) for tr in trajs)
+    for s, img in zip(test_samples, pol.calls[0][1]):
+        assert (np.asarray(img) == np.asarray(s["image"].convert("RGB"))).all()
+
+
+def test_bad_arguments(test_samples):
+    with pytest.raises(ValueError, match="empty"):
+        run_loop(FakePolicy(), [], T=1)
+    with pytest.raises(ValueError, match="T must be"):
+        run_loop(FakePolicy(), test_samples[:1], T=-1)
+
+
+def test_tiny_model_runs_batched(tiny, test_samples):
+    model, proc = tiny
+    trajs = run_loop(HFPolicy(model, proc, max_new_tokens=8, batch_size=4), test_samples[:6], T=1,
+                     show_progress=False)
+    assert len(trajs) == 6 and all(len(t.steps) == 2 for t in trajs)
+    assert all(np.isfinite(st.mean_logprob) and st.mean_logprob <= 0 for t in trajs for st in t.steps)
+    assert all((st.box is None) == (not st.parse_ok) for t in trajs for st in t.steps)

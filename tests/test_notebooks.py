@@ -1,0 +1,73 @@
+"""Notebook hygiene, parameters vs config dataclasses vs tier YAMLs, and papermill smoke runs of every notebook."""
+import ast
+import json
+
+import nbformat
+import papermill as pm
+import pytest
+
+from ivt_lib import reproduce
+from ivt_lib.config import NOTEBOOK_CONFIGS, ROOT, TIERS, load_tier
+
+NBS = reproduce.notebooks()
+IDS = [p.stem for p in NBS]
+
+
+def test_every_notebook_has_a_config():
+    assert len(NBS) >= 2
+    assert set(IDS) <= set(NOTEBOOK_CONFIGS), "each numbered notebook needs a config dataclass"
+
+
+@pytest.mark.parametrize("nb", NBS, ids=IDS)
+def test_committed_notebook_is_clean(nb):
+    n = nbformat.read(nb, as_version=4)
+    code = [c for c in n.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be the parameters cell"
+    for c in code:
+        assert not c.get("outputs") and c.get("execution_count") is None, "outputs must be stripped"
+        tree = ast.parse("\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+        bad = [x for x in ast.walk(tree) if isinstance(x, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+        assert not bad, f"no def/class in notebooks: {[b.name for b in bad]}"
+        assert "!" not in [l.lstrip()[:1] for l in c.source.splitlines()], "no shell cells"
+    assert any("assert " in c.source for c in code), "an assert cell is required"
+
+
+@pytest.mark.parametrize("nb", NBS, ids=IDS)
+def test_parameters_match_dataclass_and_yaml(nb):
+    params = pm.inspect_notebook(str(nb))
+    cls = NOTEBOOK_CONFIGS[nb.stem]
+    fields = set(cls.__dataclass_fields__)
+    assert set(params) == fields, f"notebook params vs {cls.__name__}: {set(params) ^ fields}"
+    for name, p in params.items():
+        assert p["inferred_type_name"] != "None", f"{name} needs a type annotation"
+        assert p["help"], f"{name} needs a one-line comment"
+        default = ast.literal_eval(p["default"])
+        assert default == cls.__dataclass_fields__[name].default, f"{name}: notebook and dataclass defaults differ"
+    for tier in TIERS:
+        section = load_tier(tier).get(nb.stem, {})
+        assert set(section) <= set(params), f"{tier}.yaml keys that are not parameters: {set(section) - set(params)}"
+
+
+def test_invalid_parameters_fail_before_work(tmp_path):
+    nb = NBS[0]
+    with pytest.raises(pm.PapermillExecutionError, match="batch_size"):
+        pm.execute_notebook(str(nb), str(tmp_path / "bad.ipynb"), parameters={"batch_size": 0, "tier": "smoke"},
+                            cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+    out = nbformat.read(tmp_path / "bad.ipynb", as_version=4)
+    ran = [c for c in out.cells if c.cell_type == "code" and c.get("execution_count")]
+    assert len(ran) <= 3, "the config cell must be the first cell doing work"
+
+
+@pytest.mark.parametrize("nb", NBS, ids=IDS)
+def test_smoke_tier_runs(nb, tmp_path):
+    params = load_tier("smoke")[nb.stem]
+    params = {**params, "results_dir": str(tmp_path / "results"), "figures_dir": str(tmp_path / "figures"),
+              "runs_dir": str(tmp_path / "runs")}
+    pm.execute_notebook(str(nb), str(tmp_path / nb.name), parameters=params, cwd=str(ROOT), kernel_name="python3",
+                        progress_bar=False)
+    results = list((tmp_path / "results").glob("*.json"))
+    assert results, "a notebook must write results"
+    for r in results:
+        json.loads(r.read_text())
+    figs = list((tmp_path / "figures").glob("*.png"))
+    assert all((f.with_suffix(".provenance.json")).exists() for f in figs)

@@ -1,0 +1,76 @@
+"""The base-grounder training script: labels, data stream, and resume after a kill."""
+import random
+
+import pytest
+import torch
+
+from ivt_lib import train_base as tb
+from ivt_lib.parsing import parse_box
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(out_dir=str(tmp_path / "out"), ckpt_dir=str(tmp_path / "ckpt"), total_steps=6, batch_size=3,
+                warmup_steps=2, eval_every=3, eval_n=3, ckpt_every_s=0.0, threads=1)
+    base.update(kw)
+    return tb.BaseTrainConfig(**base)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="total_steps"):
+        tb.BaseTrainConfig(total_steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="refine_frac"):
+        tb.BaseTrainConfig(refine_frac=1.5)
+
+
+def test_stream_is_a_function_of_the_step(tmp_path):
+    cfg = _cfg(tmp_path, total_steps=1000)
+    a = tb.make_sample(random.Random("s-7"), 700, cfg)
+    b = tb.make_sample(random.Random("s-7"), 700, cfg)
+    assert a[0] == b[0] and a[1].tobytes() == b[1].tobytes()
+    answer = a[0][-1]["content"][0]["text"]
+    assert parse_box(answer).ok
+
+
+def test_collate_labels_only_the_answer(tiny):
+    _, proc = tiny
+    cfg = tb.BaseTrainConfig(total_steps=1000)
+    rng = random.Random(0)
+    convs, imgs = zip(*(tb.make_sample(rng, 900, cfg) for _ in range(4)))
+    batch = tb.collate(proc, list(convs), list(imgs))
+    for i, conv in enumerate(convs):
+        lab = batch["labels"][i]
+        got = proc.tokenizer.decode(lab[lab != -100])
+        assert got == conv[-1]["content"][0]["text"] + "<|im_end|>"
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
+    full = tb.train(_cfg(tmp_path / "a"))
+    assert full["steps"] == 6
+    ref = torch.load(tmp_path / "a" / "ckpt" / "state.pt", weights_only=False)
+
+    calls = {"n": 0}
+    real = tb.collate
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # killed during step 5, after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tb, "collate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        tb.train(_cfg(tmp_path / "b"))
+    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    assert st["step"] == 4
+    monkeypatch.setattr(tb, "collate", real)
+    resumed = tb.train(_cfg(tmp_path / "b"))
+    assert resumed["steps"] == 6
+    got = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    assert [p["step"] for p in got["curve"]] == [3, 6]
+    from safetensors.torch import load_file
+
+    wa = load_file(tmp_path / "a" / "ckpt" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "ckpt" / "model.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    assert (tmp_path / "b" / "out" / "config.json").exists()  # best weights written
+    assert ref["step"] == 6
