@@ -128,3 +128,12 @@ def is_degenerate(box: Sequence[float] | None, width: float, height: float, full
 def lerp(a: Sequence[float], b: Sequence[float], t: float) -> Box:
     """Linear interpolation between two xyxy boxes (t=0 -> a, t=1 -> b): the teacher's corrective path."""
     return tuple(float(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def jitter(rng, box: Sequence[float], width: float, height: float, scale: float) -> Box | None:
+    """Randomly shift (Gaussian, ``scale`` x size) and rescale (log-normal) a box, then apply :func:`sanitize`."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = x2 - x1, y2 - y1
+    cx, cy = (x1 + x2) / 2 + rng.gauss(0, scale) * bw, (y1 + y2) / 2 + rng.gauss(0, scale) * bh
+    sw, sh = math.exp(rng.gauss(0, scale)), math.exp(rng.gauss(0, scale))
+    return sanitize((cx - bw * sw / 2, cy - bh * sh / 2, cx + bw * sw / 2, cy + bh * sh / 2), width, height)

@@ -133,9 +133,71 @@ class NaiveConfig(StageConfig):
         _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
 
 
+@dataclass
+class TeacherSynthConfig(StageConfig):
+    """Notebook 02: teacher traces from the base model's own step-0 errors on the train split."""
+
+    split: str = "train"
+    T: int = 2
+    iou_min: float = 0.0
+    iou_max: float = 0.85
+    teacher_backend: str = "scripted"
+    teacher_model: str = ""
+    teacher_url: str = ""
+    teacher_workers: int = 4
+    ablation_jittered: bool = True
+    jitter_scale: float = 0.35
+    traces_dir: str = "runs/default/traces"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
+        _check(0.0 <= self.iou_min < self.iou_max <= 1.0, "iou_min/iou_max", (self.iou_min, self.iou_max),
+               "need 0 <= iou_min < iou_max <= 1")
+        _check(self.teacher_backend in ("scripted", "hf", "openai"), "teacher_backend", self.teacher_backend, "must be scripted, hf or openai")
+        _check(self.teacher_backend != "hf" or bool(self.teacher_model), "teacher_model", self.teacher_model,
+               "the hf teacher needs a model id or folder")
+        _check(self.teacher_backend != "openai" or (bool(self.teacher_url) and bool(self.teacher_model)), "teacher_url",
+               self.teacher_url, "the openai teacher needs teacher_url and teacher_model")
+        _check(self.teacher_workers >= 1, "teacher_workers", self.teacher_workers, "must be >= 1")
+        _check(0.0 < self.jitter_scale < 2.0, "jitter_scale", self.jitter_scale, "must be in (0, 2)")
+
+
+@dataclass
+class SFTStageConfig(StageConfig):
+    """Notebook 03: LoRA SFT on the teacher traces, then the T-step evaluation."""
+
+    max_new_tokens: int = 96
+    traces_dir: str = "runs/default/traces"
+    T: int = 2
+    still_eps: float = 0.05
+    lora_r: int = 16
+    lora_alpha: int = 32
+    learning_rate: float = 1e-3
+    epochs: float = 3.0
+    max_steps: int = -1
+    train_batch_size: int = 16
+    save_steps: int = 50
+    quantize_4bit: bool = False
+    ablation_jittered: bool = True
+    grid_n: int = 6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
+        _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
+        _check(self.lora_r >= 1, "lora_r", self.lora_r, "must be >= 1")
+        _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        _check(self.epochs > 0 or self.max_steps > 0, "epochs", self.epochs, "epochs or max_steps must be > 0")
+        _check(self.train_batch_size >= 1, "train_batch_size", self.train_batch_size, "must be >= 1")
+        _check(self.save_steps >= 1, "save_steps", self.save_steps, "must be >= 1")
+
+
 NOTEBOOK_CONFIGS: dict[str, type[StageConfig]] = {
     "00_base_model": BaseModelConfig,
     "01_naive_iteration_collapse": NaiveConfig,
+    "02_teacher_data_synthesis": TeacherSynthConfig,
+    "03_sft": SFTStageConfig,
 }
 
 

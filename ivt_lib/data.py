@@ -74,17 +74,32 @@ def validate_records(rows, name: str = "dataset") -> list[dict]:
     out = []
     for i, r in enumerate(rows):
         sid = r.get("id", f"#{i}")
-        img = r["image"]
+        img = r.get("image")
         try:
             if isinstance(img, dict):
-                img = Image.open(io.BytesIO(img["bytes"])) if img.get("bytes") else Image.open(img["path"])
+                src = io.BytesIO(img["bytes"]) if img.get("bytes") else img.get("path")
+                if not src:
+                    raise ValueError("neither bytes nor path")
+                img = Image.open(src)
+            if img is None:
+                raise ValueError("no image")
             img = img.convert("RGB")
-        except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{name}: sample {sid!r} has a corrupt or unreadable image: {exc}") from exc
         b = r.get("bbox")
-        if b is None or len(b) != 4 or not all(math.isfinite(float(v)) for v in b):
+        try:
+            box = [float(v) for v in b]
+        except (TypeError, ValueError):
+            box = None
+        if box is None or len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise ValueError(f"{name}: sample {sid!r} has an invalid bbox {b!r}")
-        out.append({**r, "image": img, "bbox": [float(v) for v in b]})
+        x1, y1, x2, y2 = box
+        w, h = img.size
+        tol = 1.0  # px; float rounding of xywh -> xyxy conversions
+        if not (-tol <= x1 < x2 <= w + tol and -tol <= y1 < y2 <= h + tol):
+            raise ValueError(f"{name}: sample {sid!r} has a bbox {box} that is not an xyxy box inside its "
+                             f"{w}x{h} image")
+        out.append({**r, "image": img, "bbox": box})
     if not out:
         raise ValueError(f"{name} is empty")
     return out

@@ -161,7 +161,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         for i in active:
             prev = trajs[i].steps[-1].box
             prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format) if prev else None
-            msgs.append(refine_messages(samples[i]["expression"], prev_m))
+            msgs.append(refine_messages(samples[i]["expression"], prev_m, t, T))
             imgs.append(draw_box(images[i], prev) if draw_previous else images[i])
         gens = policy.generate(msgs, imgs) if active else []
         next_active = []

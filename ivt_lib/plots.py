@@ -79,3 +79,21 @@ def trajectory_figure(samples: Sequence[dict], trajs: Sequence[Trajectory], titl
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def trace_examples(records: Sequence[dict], ncol: int = 4):
+    """Teacher-trace training examples: the image the model sees (previous box drawn) and the teacher's answer."""
+    import textwrap
+
+    n = len(records)
+    nrow = max(1, (n + ncol - 1) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, records):
+        img = r["images"][0]
+        ax.imshow(img.resize((img.width * 2, img.height * 2)))
+        answer = r["messages"][-1]["content"][0]["text"]
+        ax.set_title(f"{r['id']} (step {r['step']}/{r['T']})\n" + "\n".join(textwrap.wrap(answer, 44)), fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -8,8 +8,9 @@ from __future__ import annotations
 from .parsing import format_box
 
 STEP0_TEMPLATE = 'Locate "{expression}" in the image. Output its bbox_2d in JSON.'
-REFINE_TEMPLATE = ('Locate "{expression}" in the image. The red box is a previous answer: {previous}. '
-                   'Check it and output the corrected bbox_2d in JSON.')
+# Step-conditioned, as the paper's teacher traces are: step t of T moves along the path from the first box to the truth.
+REFINE_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} of {T}: the red box is the previous '
+                   'answer {previous}. Check it and output the corrected bbox_2d in JSON.')
 
 
 def step0_messages(expression: str) -> list[dict]:
@@ -18,10 +19,11 @@ def step0_messages(expression: str) -> list[dict]:
                                          {"type": "text", "text": STEP0_TEMPLATE.format(expression=expression)}]}]
 
 
-def refine_messages(expression: str, previous_box_model: tuple[int, int, int, int] | None) -> list[dict]:
-    """Messages for a refinement step: the image with the previous box drawn, and that box as text."""
+def refine_messages(expression: str, previous_box_model: tuple[int, int, int, int] | None, step: int = 1,
+                    T: int = 1) -> list[dict]:
+    """Messages for refinement step ``step`` of ``T``: the image with the previous box drawn, and that box as text."""
     prev = format_box(previous_box_model) if previous_box_model is not None else "none (it could not be parsed)"
-    text = REFINE_TEMPLATE.format(expression=expression, previous=prev)
+    text = REFINE_TEMPLATE.format(expression=expression, previous=prev, step=step, T=T)
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 

@@ -27,10 +27,13 @@ def notebooks() -> list[Path]:
     return sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_key(nb: Path, params: dict) -> str:
-    """Hash of a notebook's source and its parameters: the resume key."""
+def run_key(nb: Path, params: dict, upstream: str = "") -> str:
+    """Hash of a notebook's source, its parameters and the upstream notebook's key: the resume key.
+
+    Chaining the upstream key means that rerunning notebook k reruns every notebook after it."""
     h = hashlib.sha256(nb.read_bytes())
     h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(upstream.encode())
     return h.hexdigest()[:16]
 
 
@@ -58,9 +61,10 @@ def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
     stamps = ROOT / "runs" / "reproduce" / tier
     out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
+    key = ""
     for i, (stem, params) in enumerate(plan.items(), 1):
         nb = NB_DIR / f"{stem}.ipynb"
-        key, stamp = run_key(nb, params), stamps / f"{stem}.json"
+        key, stamp = run_key(nb, params, key), stamps / f"{stem}.json"
         if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
             print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
             times[stem] = 0.0

@@ -70,26 +70,17 @@ class BaseTrainConfig:
 EASY = SceneConfig(min_objects=1, max_objects=2, min_size=0.25, max_size=0.45)
 
 
-def _jitter(rng: random.Random, box, w: int, h: int, scale: float):
-    x1, y1, x2, y2 = box
-    bw, bh = x2 - x1, y2 - y1
-    dx, dy = rng.gauss(0, scale) * bw, rng.gauss(0, scale) * bh
-    sw, sh = math.exp(rng.gauss(0, scale)), math.exp(rng.gauss(0, scale))
-    cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
-    return bx.sanitize((cx - bw * sw / 2, cy - bh * sh / 2, cx + bw * sw / 2, cy + bh * sh / 2), w, h)
-
-
 def previous_box(rng: random.Random, rec: dict):
     """A plausible previous answer for a generic refinement sample (never the model's own)."""
     w, h, gt = rec["width"], rec["height"], rec["bbox"]
     r = rng.random()
     others = [o["box"] for i, o in enumerate(rec["objects"]) if i != rec["target"]]
     if r < 0.2 and others:
-        return _jitter(rng, rng.choice(others), w, h, 0.1)     # on a distractor
+        return bx.jitter(rng, rng.choice(others), w, h, 0.1)     # on a distractor
     if r < 0.3:
         x1, y1 = rng.uniform(0, w * 0.8), rng.uniform(0, h * 0.8)
         return (x1, y1, min(w, x1 + rng.uniform(8, w / 2)), min(h, y1 + rng.uniform(8, h / 2)))  # random
-    return _jitter(rng, gt, w, h, rng.choice((0.05, 0.15, 0.3)))  # near the target
+    return bx.jitter(rng, gt, w, h, rng.choice((0.05, 0.15, 0.3)))  # near the target
 
 
 def make_sample(rng: random.Random, step: int, cfg: BaseTrainConfig) -> tuple[list[dict], object]:
@@ -106,7 +97,9 @@ def make_sample(rng: random.Random, step: int, cfg: BaseTrainConfig) -> tuple[li
     p_ref = cfg.refine_frac * (1 - p_easy) + 0.1 * p_easy
     if rng.random() < p_ref:
         prev = previous_box(rng, rec)
-        msgs = refine_messages(rec["expression"], bx.to_model_frame(prev, w, h) if prev else None)
+        T = rng.choice((1, 2, 2, 3, 4))
+        msgs = refine_messages(rec["expression"], bx.to_model_frame(prev, w, h) if prev else None,
+                               rng.randint(1, T), T)
         return with_answer(msgs, answer), draw_box(rec["image"], prev)
     return with_answer(step0_messages(rec["expression"]), answer), rec["image"]
 

@@ -1,0 +1,110 @@
+"""Phase 1 SFT: a thin wrapper over trl's ``SFTTrainer`` with a peft LoRA adapter (QLoRA on GPU).
+
+Assistant-only loss (the chat template's ``{% generation %}`` marks the answer), checkpoints every ``save_steps`` and
+resume after a kill from the last checkpoint. The result is saved twice: the adapter, and the adapter merged into
+the base weights (a plain model folder that :func:`ivt_lib.models.load_model` loads, and that GRPO starts from, so
+that GRPO's adapter-disabled reference *is* the SFT policy).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# LoRA on the language model only: Qwen-VL's vision attention uses a fused qkv, so these names hit only the LLM.
+LLM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass
+class SFTRunConfig:
+    """Hyper-parameters of the SFT stage."""
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str = LLM_TARGETS
+    learning_rate: float = 1e-3
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    save_steps: int = 50
+    logging_steps: int = 5
+    seed: int = 0
+    quantize_4bit: bool = False
+    bf16: bool = False
+
+    def __post_init__(self):
+        if self.lora_r <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
+            raise ValueError("lora_r, batch_size and learning_rate must be positive")
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder, if any (trl/transformers' layout)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+
+
+def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConfig, device: str = "auto",
+            dtype: str = "float32") -> dict:
+    """Train a LoRA adapter on ``train_dataset`` (``messages`` + ``images``); save adapter + merged model."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from .models import load_model, resolve_device
+
+    out = Path(out_dir)
+    ckpts = out / "checkpoints"
+    device = resolve_device(device)
+    model, processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
+    model.train()
+    args = SFTConfig(
+        output_dir=str(ckpts), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", logging_steps=cfg.logging_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
+        assistant_only_loss=True, max_length=None, use_cpu=device == "cpu", bf16=cfg.bf16, report_to="none",
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False, loss_type="nll")
+    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
+                         peft_config=peft_cfg)
+    resume = last_checkpoint(ckpts)
+    if resume:
+        log.info("resuming SFT from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(adapter)
+    merged = trainer.model.merge_and_unload()
+    tmp = out / "merged.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    final = out / "merged"
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {"merged": str(final), "adapter": str(adapter), "train_loss": result.training_loss,
+            "steps": trainer.state.global_step, "trainable_params": trainable, "total_params": total,
+            "resumed_from": resume, "log_history": history}
+
+
+def assistant_token_share(processor, dataset, n: int = 4) -> float:
+    """Share of tokens that carry loss (a check that the assistant-only mask is really applied)."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    coll = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+    batch = coll([dict(dataset[i]) for i in range(min(n, len(dataset)))])
+    lab = batch["labels"]
+    return float((lab != -100).sum() / batch["attention_mask"].sum())
+
+

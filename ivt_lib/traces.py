@@ -1,0 +1,118 @@
+"""Phase 1 data: teacher traces from the base model's own step-0 errors (the paper's SFT warm-up data).
+
+1. The base model predicts on the train split (step 0).
+2. Samples with step-0 IoU in ``[iou_min, iou_max]`` are kept (paper: [0, 0.85] -> 934 of 2,400).
+3. For each kept sample, step targets lie on the **linear path from the student's box to the ground truth**:
+   ``b_t = lerp(b_0, gt, t / T)`` for t = 1..T.
+4. A teacher writes, for each step, corrective reasoning that ends with ``b_t``; the conversation for step t shows the
+   image with ``b_{t-1}`` drawn, exactly as the refinement loop will at inference.
+5. Every trace is validated; rejections are counted by reason, never silently dropped.
+
+The ablation ``start="jittered_gt"`` replaces the student's own boxes by jittered ground truth (the paper reports this
+causes "step-0 sandbagging").
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from . import boxes as bx
+from .prompts import refine_messages, with_answer
+from .render import draw_box
+from .teacher import Teacher, TeacherRequest, validate_trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthesisStats:
+    """What happened to every candidate sample and step."""
+
+    n_samples: int = 0
+    n_no_student_box: int = 0
+    n_outside_filter: int = 0
+    n_kept_samples: int = 0
+    n_traces: int = 0
+    n_rejected: int = 0
+    rejected: dict = field(default_factory=dict)
+    step0_iou_hist: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return dict(self.__dict__)
+
+
+def jittered_starts(samples: Sequence[dict], seed: int = 0, scale: float = 0.35) -> list:
+    """Ablation starts: ground truth jittered by ``scale`` (not the student's own errors)."""
+    rng = random.Random(f"jitter-{seed}")
+    return [bx.jitter(rng, s["bbox"], s["width"], s["height"], scale) for s in samples]
+
+
+def build_requests(samples: Sequence[dict], starts: Sequence, T: int, iou_min: float = 0.0, iou_max: float = 0.85,
+                   stats: SynthesisStats | None = None) -> list[TeacherRequest]:
+    """Filter by start IoU and lay the step targets on the linear path from the start box to the ground truth."""
+    stats = stats if stats is not None else SynthesisStats()
+    stats.n_samples = len(samples)
+    ious = [bx.iou(b, s["bbox"]) if b is not None else 0.0 for s, b in zip(samples, starts)]
+    hist, edges = np.histogram(ious, bins=10, range=(0, 1))
+    stats.step0_iou_hist = {f"{edges[i]:.1f}-{edges[i + 1]:.1f}": int(h) for i, h in enumerate(hist)}
+    reqs = []
+    for s, b, v in zip(samples, starts, ious):
+        if b is None:
+            stats.n_no_student_box += 1
+            continue
+        if not iou_min <= v <= iou_max:
+            stats.n_outside_filter += 1
+            continue
+        stats.n_kept_samples += 1
+        prev = tuple(b)
+        for t in range(1, T + 1):
+            target = bx.lerp(b, s["bbox"], t / T)
+            reqs.append(TeacherRequest(str(s["id"]), s["image"], s["expression"], prev, target, t, T,
+                                       list(s.get("objects", [])), int(s.get("target", -1))))
+            prev = target
+    return reqs
+
+
+def synthesize(teacher: Teacher, requests: Sequence[TeacherRequest], stats: SynthesisStats | None = None,
+               coord_format: str = "qwen3", tol: float = 2.0) -> tuple[list[dict], SynthesisStats]:
+    """Ask the teacher for every request, validate, and build training conversations (messages + rendered image)."""
+    stats = stats if stats is not None else SynthesisStats()
+    texts = teacher.write(list(requests))
+    records, reasons = [], Counter()
+    for r, text in zip(requests, texts):
+        why = validate_trace(text, r, coord_format, tol)
+        if why is not None:
+            reasons[why] += 1
+            continue
+        w, h = r.image.width, r.image.height
+        msgs = refine_messages(r.expression, bx.to_model_frame(r.previous, w, h, coord_format), r.step, r.T)
+        records.append({"id": f"{r.sample_id}-s{r.step}", "sample_id": r.sample_id, "step": r.step, "T": r.T,
+                        "messages": with_answer(msgs, text), "images": [draw_box(r.image, r.previous)],
+                        "start_iou": bx.iou(r.previous, r.target) if r.step == 1 else None})
+    stats.n_traces, stats.n_rejected, stats.rejected = len(records), sum(reasons.values()), dict(reasons)
+    if stats.n_rejected:
+        log.warning("rejected %d of %d traces: %s", stats.n_rejected, len(requests), dict(reasons))
+    return records, stats
+
+
+def to_dataset(records: Sequence[dict]):
+    """A ``datasets.Dataset`` with ``messages`` + ``images`` columns (trl's VLM SFT format)."""
+    from datasets import Dataset
+
+    if not records:
+        raise ValueError("no teacher traces to build a dataset from (all rejected or filtered out)")
+    return Dataset.from_list([{"id": r["id"], "step": r["step"], "messages": r["messages"], "images": r["images"]}
+                              for r in records])
+
+
+def example_answer(records: Sequence[dict], k: int = 3) -> list[str]:
+    """A few assistant answers, for display."""
+    return [r["messages"][-1]["content"][0]["text"] for r in records[:k]]
+
+

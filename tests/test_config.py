@@ -1,0 +1,261 @@
+"""Tests for ivt_lib.config: typed, validated notebook configs and the params/<tier>.yaml tiers."""
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from ivt_lib import config
+from ivt_lib.config import (NOTEBOOK_CONFIGS, ROOT, BaseModelConfig, ConfigError, NaiveConfig, StageConfig,
+                            load_tier, model_source, resolve_path)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUB_ID = "Qwen/Qwen3-VL-4B-Instruct"
+REAL_BASE_MODEL = REPO_ROOT / "data" / "base_model" / "config.json"
+needs_real_base_model = pytest.mark.skipif(
+    not REAL_BASE_MODEL.exists(), reason="data/base_model is absent (being retrained by ivt_lib.train_base?)")
+
+
+@pytest.fixture(autouse=True)
+def project_root(tmp_path_factory, monkeypatch):
+    """Most tests run against a stand-in project root (a model folder with config.json, the real data/scenes and
+    params/), so they do not depend on data/base_model, which the training script replaces while it runs.
+    Tests that request ``real_root`` see the real tree."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "data" / "base_model").mkdir(parents=True)
+    (root / "data" / "base_model" / "config.json").write_text("{}")
+    (root / "data" / "scenes").symlink_to(REPO_ROOT / "data" / "scenes", target_is_directory=True)
+    (root / "params").symlink_to(REPO_ROOT / "params", target_is_directory=True)
+    monkeypatch.setattr(config, "ROOT", root)
+    return root
+
+
+@pytest.fixture
+def real_root(project_root, monkeypatch):
+    monkeypatch.setattr(config, "ROOT", REPO_ROOT)
+    return REPO_ROOT
+
+
+def test_root_is_the_project_root(real_root):
+    assert config.ROOT == ROOT == REPO_ROOT
+    assert (ROOT / "params" / "default.yaml").exists()
+    assert (ROOT / "ivt_lib" / "config.py").exists()
+
+
+@pytest.mark.parametrize("cls", [StageConfig, BaseModelConfig, NaiveConfig])
+def test_defaults_validate(cls, project_root):
+    cfg = cls()
+    assert cfg.tier == "default" and cfg.split == "test"
+    assert cfg.path("model") == project_root / "data" / "base_model"
+    assert cfg.path("dataset") == project_root / "data" / "scenes"
+    assert cfg.limit is None  # n_samples=0 means the whole split
+
+
+@needs_real_base_model
+@pytest.mark.parametrize("cls", [StageConfig, BaseModelConfig, NaiveConfig])
+def test_defaults_validate_on_real_tree(cls, real_root):
+    cfg = cls()
+    assert cfg.path("model") == REPO_ROOT / "data" / "base_model"
+    assert cfg.path("dataset") == REPO_ROOT / "data" / "scenes"
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Invalid values: ConfigError naming the parameter
+# ---------------------------------------------------------------------------------------------------------------
+
+INVALID = [
+    (StageConfig, {"tier": "huge"}, "tier"),
+    (StageConfig, {"tier": "Smoke"}, "tier"),
+    (StageConfig, {"split": "val"}, "split"),
+    (StageConfig, {"split": "dev"}, "split"),
+    (StageConfig, {"n_samples": -1}, "n_samples"),
+    (StageConfig, {"n_samples": 2.5}, "n_samples"),
+    (StageConfig, {"batch_size": 0}, "batch_size"),
+    (StageConfig, {"batch_size": -4}, "batch_size"),
+    (StageConfig, {"batch_size": "32"}, "batch_size"),
+    (StageConfig, {"max_new_tokens": 0}, "max_new_tokens"),
+    (StageConfig, {"dtype": "fp16"}, "dtype"),
+    (StageConfig, {"dtype": "float64"}, "dtype"),
+    (StageConfig, {"coord_format": "xyxy"}, "coord_format"),
+    (StageConfig, {"device": "gpu"}, "device"),
+    (StageConfig, {"device": "mps"}, "device"),
+    (StageConfig, {"model": "data/no_such_model"}, "model"),
+    (StageConfig, {"model": "runs/no_such_run"}, "model"),
+    (StageConfig, {"model": "/definitely/not/a/model/dir"}, "model"),
+    (StageConfig, {"model": "not a hub id"}, "model"),
+    (StageConfig, {"dataset": "data/no_such_dataset"}, "dataset"),
+    (StageConfig, {"dataset": "/definitely/not/a/dataset"}, "dataset"),
+    (StageConfig, {"min_acc": 1.5}, "min_acc"),
+    (StageConfig, {"min_acc": -0.1}, "min_acc"),
+    (StageConfig, {"min_parse_rate": 1.01}, "min_parse_rate"),
+    (NaiveConfig, {"T": 0}, "T"),
+    (NaiveConfig, {"T": -1}, "T"),
+    (NaiveConfig, {"T": 3, "T_curve": 2}, "T_curve"),
+    (NaiveConfig, {"T_curve": 1}, "T_curve"),
+    (NaiveConfig, {"still_eps": 0.0}, "still_eps"),
+    (NaiveConfig, {"still_eps": 1.0}, "still_eps"),
+    (NaiveConfig, {"still_eps": -0.2}, "still_eps"),
+    (NaiveConfig, {"probe_n": -1}, "probe_n"),
+    (NaiveConfig, {"grid_n": 65}, "grid_n"),
+    (NaiveConfig, {"min_acc": 2.0}, "min_acc"),
+    (BaseModelConfig, {"retrain_steps": 100}, "retrain_steps"),
+    (BaseModelConfig, {"grid_n": -1}, "grid_n"),
+    (BaseModelConfig, {"batch_size": 0}, "batch_size"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,name", INVALID, ids=[f"{c.__name__}-{n}-{v}" for c, v, n in INVALID])
+def test_invalid_value_raises_config_error_naming_parameter(cls, kwargs, name):
+    with pytest.raises(ConfigError) as ei:
+        cls(**kwargs)
+    msg = str(ei.value)
+    assert f"parameter {name}=" in msg, msg
+
+
+def test_model_folder_without_config_json_is_rejected(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="parameter model="):
+        StageConfig(model=str(tmp_path))
+
+
+def test_model_folder_with_config_json_is_accepted(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    cfg = StageConfig(model=str(tmp_path))
+    assert cfg.path("model") == tmp_path
+    assert model_source(cfg.model) == str(tmp_path)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"split": "train"}, {"split": "validation"}, {"dtype": "bfloat16"}, {"dtype": "auto"}, {"device": "cpu"},
+    {"device": "cuda"}, {"device": "cuda:1"}, {"coord_format": "qwen25"}, {"min_acc": 1.0}, {"n_samples": 5},
+    {"tier": "smoke"}, {"tier": "paper"},
+])
+def test_valid_values_are_accepted(kwargs):
+    cfg = StageConfig(**kwargs)
+    for k, v in kwargs.items():
+        assert getattr(cfg, k) == v
+
+
+def test_hub_id_is_accepted_as_model():
+    cfg = NaiveConfig(model=HUB_ID)
+    assert cfg.model == HUB_ID
+    assert model_source(cfg.model) == HUB_ID  # unchanged: from_pretrained resolves it on the hub
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# from_params, paths, model_source
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_from_params_ignores_unknown_keys_like_notebook_globals():
+    notebook_globals = {"__name__": "__main__", "np": object(), "cfg": None, "In": [], "tier": "smoke",
+                        "n_samples": 12, "T": 3, "T_curve": 5, "not_a_field": 1}
+    cfg = NaiveConfig.from_params(notebook_globals)
+    assert (cfg.tier, cfg.n_samples, cfg.T, cfg.T_curve) == ("smoke", 12, 3, 5)
+    base = BaseModelConfig.from_params(notebook_globals)  # T belongs to NaiveConfig only
+    assert not hasattr(base, "T") and base.n_samples == 12 and base.limit == 12
+
+
+def test_from_params_still_validates():
+    with pytest.raises(ConfigError, match="parameter batch_size="):
+        StageConfig.from_params({"batch_size": 0, "unrelated": "x"})
+
+
+def test_to_dict_round_trips():
+    cfg = NaiveConfig(T=3, T_curve=6, n_samples=4)
+    d = cfg.to_dict()
+    assert set(d) == {f.name for f in fields(NaiveConfig)}
+    assert NaiveConfig.from_params(d) == cfg
+
+
+def test_resolve_path_relative_from_root_absolute_unchanged(tmp_path, project_root):
+    assert resolve_path("data/scenes") == project_root / "data" / "scenes"
+    assert resolve_path(Path("results")) == project_root / "results"
+    assert resolve_path("data/scenes").is_absolute()
+    assert resolve_path(tmp_path) == tmp_path
+    assert resolve_path(str(tmp_path)) == tmp_path
+
+
+def test_resolve_path_does_not_depend_on_cwd(tmp_path, monkeypatch, project_root):
+    monkeypatch.chdir(tmp_path)  # e.g. JupyterLab runs notebooks from notebooks/
+    assert resolve_path("data/scenes") == project_root / "data" / "scenes"
+    cfg = StageConfig()  # relative defaults still validate from another cwd
+    assert cfg.path("results_dir") == project_root / "results"
+
+
+def test_resolve_path_uses_real_root_by_default(real_root):
+    assert resolve_path("data/scenes") == REPO_ROOT / "data" / "scenes"
+
+
+def test_model_source_local_and_hub(project_root):
+    local = project_root / "data" / "base_model"
+    assert model_source("data/base_model") == str(local)
+    assert Path(model_source("data/base_model")).is_absolute()
+    assert model_source(HUB_ID) == HUB_ID
+    assert model_source(str(local)) == str(local)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_notebook_configs_registry():
+    assert NOTEBOOK_CONFIGS == {"00_base_model": BaseModelConfig, "01_naive_iteration_collapse": NaiveConfig}
+
+
+@pytest.mark.parametrize("tier", ["smoke", "default"])
+def test_load_tier_sections_validate(tier):
+    params = load_tier(tier)
+    assert set(params) == set(NOTEBOOK_CONFIGS)
+    for nb, section in params.items():
+        cls = NOTEBOOK_CONFIGS[nb]
+        cfg = cls.from_params(section)
+        assert cfg.tier == tier
+        for k, v in section.items():
+            assert getattr(cfg, k) == v, (nb, k)
+
+
+@needs_real_base_model
+@pytest.mark.parametrize("tier", ["smoke", "default"])
+def test_load_tier_sections_validate_on_real_tree(tier, real_root):
+    for nb, section in load_tier(tier).items():
+        assert NOTEBOOK_CONFIGS[nb].from_params(section).tier == tier
+
+
+@pytest.mark.parametrize("tier", config.TIERS)
+def test_tier_files_use_only_known_fields(tier):
+    """from_params drops unknown keys silently, so a typo in a yaml file would be lost: every key must be a field."""
+    for nb, section in load_tier(tier).items():
+        assert nb in NOTEBOOK_CONFIGS, nb
+        known = {f.name for f in fields(NOTEBOOK_CONFIGS[nb])}
+        assert set(section) <= known, (tier, nb, set(section) - known)
+        assert section["tier"] == tier
+
+
+def test_smoke_tier_stays_small_and_off_committed_results():
+    for nb, section in load_tier("smoke").items():
+        cfg = NOTEBOOK_CONFIGS[nb].from_params(section)
+        assert 0 < cfg.n_samples <= 20, nb
+        for attr in ("results_dir", "figures_dir", "runs_dir"):
+            assert cfg.path(attr).is_relative_to(config.ROOT / "runs" / "smoke"), (nb, attr)
+
+
+def test_paper_tier_is_valid_apart_from_its_dataset():
+    """The paper dataset is built only with hub access; swapped for the local one, everything else validates."""
+    for nb, section in load_tier("paper").items():
+        cls = NOTEBOOK_CONFIGS[nb]
+        assert section["model"] == HUB_ID
+        cfg = cls.from_params({**section, "dataset": "data/scenes"})
+        assert cfg.tier == "paper" and cfg.dtype == "bfloat16"
+        if not resolve_path(section["dataset"]).exists():
+            with pytest.raises(ConfigError, match="parameter dataset="):
+                cls.from_params(section)
+
+
+def test_load_tier_unknown_raises():
+    with pytest.raises(ConfigError, match="parameter tier="):
+        load_tier("huge")

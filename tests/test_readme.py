@@ -1,0 +1,28 @@
+"""The README's generated results section is in sync with results/, and its two commands are what CI runs."""
+from ivt_lib import readme
+from ivt_lib.config import ROOT
+
+
+def test_results_section_in_sync():
+    text = (ROOT / "README.md").read_text()
+    a, b = text.index(readme.START), text.index(readme.END) + len(readme.END)
+    assert text[a:b] == readme.render(ROOT / "results"), "run `python -m ivt_lib.readme` after a default-tier run"
+
+
+def test_readme_commands_are_what_ci_runs():
+    text = (ROOT / "README.md").read_text()
+    assert "make reproduce" in text and "make test" in text
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "set -euo pipefail" in ci
+    mk = (ROOT / "Makefile").read_text()
+    assert "rc -eq 5" in mk, "pytest's 'no tests collected' must fail"
+
+
+def test_render_handles_results(tmp_path):
+    import json
+
+    m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
+    (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {"refadv": m}}))
+    out = readme.render(tmp_path)
+    assert "| base, overall | 50.0 | 25.0 | 0.0 | 0.400 | 100.0 | 1 |" in out
+    assert "refadv-like" in out

@@ -1,0 +1,91 @@
+"""Phase-1 data (filter, linear path, validation, dataset) and the trl SFT wrapper (mask, resume after a kill)."""
+import random
+
+import pytest
+
+from ivt_lib import boxes as bx
+from ivt_lib import sft, traces
+from ivt_lib.parsing import parse_box
+from ivt_lib.teacher import ScriptedTeacher
+
+
+def test_filter_and_linear_path(test_samples):
+    s = test_samples[:6]
+    starts = [None, s[1]["bbox"]] + [bx.jitter(random.Random(i), x["bbox"], 128, 128, 0.5) for i, x in enumerate(s[2:])]
+    st = traces.SynthesisStats()
+    reqs = traces.build_requests(s, starts, T=2, iou_min=0.0, iou_max=0.85, stats=st)
+    assert st.n_no_student_box == 1 and st.n_outside_filter >= 1  # a perfect box (IoU 1) is outside [0, 0.85]
+    assert st.n_kept_samples + st.n_outside_filter + st.n_no_student_box == 6
+    assert len(reqs) == 2 * st.n_kept_samples
+    for a, b in zip(reqs[::2], reqs[1::2]):
+        gt = next(x["bbox"] for x in s if x["id"] == a.sample_id)
+        assert a.step == 1 and b.step == 2 and b.previous == a.target  # the chain b_0 -> b_1 -> b_2
+        assert b.target == pytest.approx(tuple(gt))  # the last step lands on the ground truth
+        mid = bx.lerp(a.previous, gt, 0.5)
+        assert a.target == pytest.approx(mid)
+
+
+def test_synthesis_counts_rejections(test_samples):
+    class Sloppy(ScriptedTeacher):
+        def write(self, requests):
+            out = super().write(requests)
+            return ["garbage"] + out[1:]
+
+    starts = [bx.jitter(random.Random(i), x["bbox"], 128, 128, 0.5) for i, x in enumerate(test_samples[:4])]
+    reqs = traces.build_requests(test_samples[:4], starts, T=2, iou_max=1.0)
+    recs, st = traces.synthesize(Sloppy(), reqs)
+    assert st.n_rejected == 1 and st.rejected == {"parse:no_box": 1} and st.n_traces == len(reqs) - 1
+    r = recs[0]
+    assert r["messages"][0]["content"][0] == {"type": "image"} and len(r["images"]) == 1
+    assert f"Refinement step {r['step']} of 2" in r["messages"][0]["content"][1]["text"]
+    assert parse_box(r["messages"][-1]["content"][0]["text"]).ok
+    ds = traces.to_dataset(recs)
+    assert len(ds) == len(recs) and set(ds.column_names) >= {"messages", "images"}
+    with pytest.raises(ValueError, match="no teacher traces"):
+        traces.to_dataset([])
+
+
+def test_jittered_starts_are_seeded(test_samples):
+    a = traces.jittered_starts(test_samples[:5], seed=3)
+    assert a == traces.jittered_starts(test_samples[:5], seed=3) != traces.jittered_starts(test_samples[:5], seed=4)
+
+
+@pytest.fixture(scope="module")
+def trace_ds(test_samples):
+    starts = [bx.jitter(random.Random(i), x["bbox"], 128, 128, 0.4) for i, x in enumerate(test_samples)]
+    recs, _ = traces.synthesize(ScriptedTeacher(), traces.build_requests(test_samples, starts, T=2, iou_max=1.0))
+    return traces.to_dataset(recs)
+
+
+def test_assistant_only_mask(tiny, trace_ds):
+    _, proc = tiny
+    share = sft.assistant_token_share(proc, trace_ds)
+    assert 0.1 < share < 0.7  # the answer only: not the prompt, the image tokens or the padding
+
+
+def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
+    cfg = sft.SFTRunConfig(max_steps=4, batch_size=4, save_steps=2, logging_steps=1)
+    from transformers import Trainer
+
+    real = Trainer.training_step
+    calls = {"n": 0}
+
+    def dying(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # killed in step 3, after the step-2 checkpoint
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "training_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")
+    assert sft.last_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-2")
+    monkeypatch.setattr(Trainer, "training_step", real)
+    out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")
+    assert out["resumed_from"].endswith("checkpoint-2") and out["steps"] == 4
+    assert (tmp_path / "merged" / "config.json").exists() and (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert out["trainable_params"] < 0.1 * out["total_params"]
+    from ivt_lib.models import load_model
+
+    m, _ = load_model(out["merged"], device="cpu")  # merged model loads like any model
+    assert not any("lora" in n for n, _ in m.named_parameters())
