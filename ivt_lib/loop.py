@@ -29,6 +29,7 @@ class Generation:
 
     text: str
     mean_logprob: float = float("nan")
+    token_ids: list[int] | None = None  # the generated tokens up to and including EOS (for GRPO scoring)
 
 
 class Policy(Protocol):
@@ -60,6 +61,8 @@ class Trajectory:
     width: int
     height: int
     steps: list[StepRecord] = field(default_factory=list)
+    # GRPO only (``record_inputs=True``): per generated step, the exact messages, image and completion token ids
+    rollout: list[dict] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ious(self) -> list[float]:
@@ -67,8 +70,10 @@ class Trajectory:
         return [s.iou for s in self.steps]
 
     def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (without the rollout inputs)."""
+        d = asdict(Trajectory(self.sample_id, self.family, self.gt, self.width, self.height, self.steps))
+        d.pop("rollout")
+        return d
 
 
 class HFPolicy:
@@ -114,7 +119,8 @@ class HFPolicy:
                 valid &= torch.cumsum((new == eos).int(), 1) - (new == eos).int() == 0
             mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).tolist()
             texts = self.processor.batch_decode(new, skip_special_tokens=True)
-            out.extend(Generation(t, lp) for t, lp in zip(texts, mean_lp))
+            ids = [row[m].tolist() for row, m in zip(new, valid)]
+            out.extend(Generation(t, lp, i) for t, lp, i in zip(texts, mean_lp, ids))
         return out
 
 
@@ -130,7 +136,7 @@ def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> Step
 
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
              stop_when_still: float | None = None, start_boxes: Sequence | None = None,
-             draw_previous: bool = True, show_progress: bool = True) -> list[Trajectory]:
+             draw_previous: bool = True, show_progress: bool = True, record_inputs: bool = False) -> list[Trajectory]:
     """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
 
     Args:
@@ -139,6 +145,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             (1 - IoU(prev, new)) is frozen; its later steps repeat its box and are marked ``stopped``.
         start_boxes: skip step 0 and use these pixel boxes (or ``None`` = nothing drawn) as step 0 (probes).
         draw_previous: False refines without drawing the previous box (the presence probe's "no box" arm).
+        record_inputs: keep each generated step's messages, image and token ids in ``Trajectory.rollout`` (GRPO).
     """
     if T < 0:
         raise ValueError(f"T must be >= 0, got {T}")
@@ -148,9 +155,12 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
                         s["image"].height) for s in samples]
     images = [s["image"].convert("RGB") for s in samples]
     if start_boxes is None:
-        gens = policy.generate([step0_messages(s["expression"]) for s in samples], images)
-        for tr, g in zip(trajs, gens):
+        msgs0 = [step0_messages(s["expression"]) for s in samples]
+        gens = policy.generate(msgs0, images)
+        for tr, g, m, im in zip(trajs, gens, msgs0, images):
             tr.steps.append(_step_record(g, tr.gt, tr.width, tr.height, coord_format))
+            if record_inputs:
+                tr.rollout.append({"step": 0, "messages": m, "image": im, "token_ids": g.token_ids})
     else:
         for tr, b in zip(trajs, start_boxes):
             b = bx.sanitize(b, tr.width, tr.height) if b is not None else None
@@ -165,10 +175,12 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             imgs.append(draw_box(images[i], prev) if draw_previous else images[i])
         gens = policy.generate(msgs, imgs) if active else []
         next_active = []
-        for i, g in zip(active, gens):
+        for i, g, m, im in zip(active, gens, msgs, imgs):
             prev = trajs[i].steps[-1].box
             rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format)
             trajs[i].steps.append(rec)
+            if record_inputs:
+                trajs[i].rollout.append({"step": t, "messages": m, "image": im, "token_ids": g.token_ids})
             still = (stop_when_still is not None and rec.box is not None and prev is not None
                      and 1.0 - bx.iou(prev, rec.box) < stop_when_still)
             if not still:
