@@ -193,11 +193,53 @@ class SFTStageConfig(StageConfig):
         _check(self.save_steps >= 1, "save_steps", self.save_steps, "must be >= 1")
 
 
+@dataclass
+class GRPOStageConfig(StageConfig):
+    """Notebook 04: multi-step GRPO from the SFT model, and the single-step trl GRPO ablation from the base."""
+
+    max_new_tokens: int = 96
+    sft_model: str = "runs/default/sft/student/merged"
+    train_n: int = 0
+    T: int = 2
+    iterations: int = 60
+    prompts_per_iter: int = 4
+    group_size: int = 6
+    temperature: float = 1.0
+    learning_rate: float = 5e-4
+    beta: float = 0.04
+    epsilon: float = 0.2
+    lora_r: int = 16
+    lora_alpha: int = 32
+    save_every: int = 10
+    still_eps: float = 0.05
+    single_step: bool = True
+    single_step_steps: int = 60
+    grid_n: int = 6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.sft_model, str) and bool(self.sft_model), "sft_model", self.sft_model,
+               "must name notebook 03's merged model (folder) or a hub id")
+        _check(self.train_n >= 0, "train_n", self.train_n, "must be >= 0 (0 = the whole train split)")
+        _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
+        _check(self.iterations >= 1, "iterations", self.iterations, "must be >= 1")
+        _check(self.prompts_per_iter >= 1, "prompts_per_iter", self.prompts_per_iter, "must be >= 1")
+        _check(self.group_size >= 2, "group_size", self.group_size, "must be >= 2 (group-relative advantages)")
+        _check(self.temperature > 0, "temperature", self.temperature, "must be > 0: rollouts sample")
+        _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        _check(self.beta >= 0, "beta", self.beta, "must be >= 0")
+        _check(0 < self.epsilon < 1, "epsilon", self.epsilon, "must be in (0, 1)")
+        _check(self.save_every >= 1, "save_every", self.save_every, "must be >= 1")
+        _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
+        _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
+
+
 NOTEBOOK_CONFIGS: dict[str, type[StageConfig]] = {
     "00_base_model": BaseModelConfig,
     "01_naive_iteration_collapse": NaiveConfig,
     "02_teacher_data_synthesis": TeacherSynthConfig,
     "03_sft": SFTStageConfig,
+    "04_grpo": GRPOStageConfig,
 }
 
 

@@ -97,3 +97,22 @@ def trace_examples(records: Sequence[dict], ncol: int = 4):
         ax.set_title(f"{r['id']} (step {r['step']}/{r['T']})\n" + "\n".join(textwrap.wrap(answer, 44)), fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def grpo_curves(logs: Sequence[dict]):
+    """GRPO training curves: reward mean/std, KL, clip fraction and per-step IoU of the rollouts."""
+    it = [e["iteration"] for e in logs]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    axes[0].plot(it, [e["reward_mean"] for e in logs], label="reward mean")
+    axes[0].plot(it, [e["reward_std"] for e in logs], label="reward std")
+    axes[1].plot(it, [e["kl"] for e in logs], label="KL to SFT")
+    axes[1].plot(it, [e["clip_frac"] for e in logs], label="clip fraction")
+    steps = len(logs[0]["iou_per_step"]) if logs else 0
+    for t in range(steps):
+        axes[2].plot(it, [e["iou_per_step"][t] for e in logs], label=f"IoU step {t}")
+    for ax, title in zip(axes, ("reward (final step)", "KL and clipping", "rollout IoU per step")):
+        ax.set(xlabel="GRPO update", title=title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
