@@ -234,12 +234,38 @@ class GRPOStageConfig(StageConfig):
         _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
 
 
+@dataclass
+class EvaluationConfig(StageConfig):
+    """Notebook 05: every configuration side by side, figures, the paper's numbers beside ours."""
+
+    trajectories_dir: str = "runs/default/trajectories"
+    still_eps: float = 0.05
+    hard_threshold: float = 0.5
+    grid_n: int = 6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
+        _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
+
+
+@dataclass
+class ExploreConfig(StageConfig):
+    """Notebook 06: the refinement explorer widget."""
+
+    trajectories_dir: str = "runs/default/trajectories"
+    start_config: str = "base + naive iteration"
+    start_filter: str = "worst degradations"
+
+
 NOTEBOOK_CONFIGS: dict[str, type[StageConfig]] = {
     "00_base_model": BaseModelConfig,
     "01_naive_iteration_collapse": NaiveConfig,
     "02_teacher_data_synthesis": TeacherSynthConfig,
     "03_sft": SFTStageConfig,
     "04_grpo": GRPOStageConfig,
+    "05_evaluation": EvaluationConfig,
+    "06_explore": ExploreConfig,
 }
 
 

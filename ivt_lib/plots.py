@@ -116,3 +116,58 @@ def grpo_curves(logs: Sequence[dict]):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def compute_curves(curves: Mapping[str, dict]):
+    """Acc@0.5 against forward passes per sample: a line per configuration for fixed T, markers for the rules."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    markers = {"stop-when-still": "s", "confidence": "^", "ORACLE (uses GT)": "*"}
+    for i, (name, c) in enumerate(curves.items()):
+        colour = f"C{i}"
+        xs, ys = zip(*c["fixed"])
+        ax.plot(xs, [100 * y for y in ys], "-o", color=colour, label=f"{name} (fixed T)")
+        for rule, (x, y) in c["rules"].items():
+            ax.plot([x], [100 * y], markers.get(rule, "x"), color=colour, ms=8, mfc="none")
+    for rule, m in markers.items():
+        ax.plot([], [], m, color="k", mfc="none", label=rule)
+    ax.set(xlabel="forward passes per sample", ylabel="Acc@0.5 (%)", title="Accuracy vs compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def paper_bars(rows: Sequence[dict]):
+    """Our Acc@0.5 beside the paper's, per configuration (different models and data: compare shapes, not values)."""
+    import numpy as np
+
+    names = [r["configuration"] for r in rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.7 * len(names), 3.6))
+    ax.bar(x - 0.2, [100 * r["ours acc@0.5"] for r in rows], 0.4, label="ours (tiny Qwen3-VL, synthetic)")
+    ax.bar(x + 0.2, [100 * (r["paper acc@0.5"] or 0) for r in rows], 0.4, label="paper (Qwen3-VL-4B, real)")
+    ax.set_xticks(x, [n.replace(" + ", "\n+ ").replace(", ", ",\n") for n in names], fontsize=7)
+    ax.set(ylabel="Acc@0.5 (%)", title="Deployable answer: ours vs the paper")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def loop_illustration(sample: dict, traj: Trajectory):
+    """What the model sees at each step (previous box drawn in red) and what it answers."""
+    import textwrap
+
+    from .render import draw_box
+
+    n = len(traj.steps)
+    fig, axes = plt.subplots(1, n, figsize=(3 * n, 3.6), squeeze=False)
+    for t, st in enumerate(traj.steps):
+        seen = sample["image"] if t == 0 else draw_box(sample["image"], traj.steps[t - 1].box)
+        ax = axes[0][t]
+        ax.imshow(draw_boxes(seen, [(sample["bbox"], GT_RGB)], width=1, scale=2))
+        ax.set_xticks([]), ax.set_yticks([])
+        head = "step 0: ground" if t == 0 else f"step {t}: refine"
+        ax.set_title(f"{head} (IoU {st.iou:.2f})\n" + "\n".join(textwrap.wrap(st.text, 40)[:4]), fontsize=6.5)
+    fig.suptitle(f'"{sample["expression"]}" (green: ground truth; red: the box fed back)', fontsize=8)
+    fig.tight_layout()
+    return fig
