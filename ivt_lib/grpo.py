@@ -108,9 +108,9 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Ten
     return loss, stats
 
 
-def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of each row's recorded completion given *its* messages and image (left-padded prompt,
-    right-padded completion, as trl). Returns ``(logps, mask)`` of shape ``(rows, max_completion_len)``."""
+def encode_rows(processor, rows: Sequence[dict], device) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Model inputs for scoring each row's recorded completion given *its* messages and image: left-padded prompt,
+    right-padded completion, as trl. Returns ``(inputs, completion_ids, completion_mask)``."""
     texts = [processor.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True) for r in rows]
     tok = processor.tokenizer
     old, tok.padding_side = tok.padding_side, "left"
@@ -118,11 +118,10 @@ def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0)
         enc = processor(text=texts, images=[r["image"] for r in rows], padding=True, return_tensors="pt")
     finally:
         tok.padding_side = old
-    enc = enc.to(model.device)
+    enc = enc.to(device)
     C = max(len(r["token_ids"]) for r in rows)
-    pad = tok.pad_token_id
-    comp = torch.full((len(rows), C), pad, dtype=torch.long, device=model.device)
-    cmask = torch.zeros((len(rows), C), dtype=torch.long, device=model.device)
+    comp = torch.full((len(rows), C), tok.pad_token_id, dtype=torch.long, device=device)
+    cmask = torch.zeros((len(rows), C), dtype=torch.long, device=device)
     for i, r in enumerate(rows):
         comp[i, :len(r["token_ids"])] = torch.tensor(r["token_ids"], dtype=torch.long)
         cmask[i, :len(r["token_ids"])] = 1
@@ -131,9 +130,20 @@ def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0)
               "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
     if "mm_token_type_ids" in enc:
         inputs["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1)
+    return inputs, comp, cmask
+
+
+def token_logps(model, inputs: dict, comp: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of the completion tokens (logits divided by the sampling temperature, as trl)."""
+    C = comp.shape[1]
     logits = model(**inputs, logits_to_keep=C + 1).logits[:, :-1, :].float() / temperature
-    logps = torch.log_softmax(logits, -1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
-    return logps, cmask
+    return torch.log_softmax(logits, -1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
+
+
+def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logps, mask)`` of shape ``(rows, max_completion_len)`` for each row's recorded completion."""
+    inputs, comp, cmask = encode_rows(processor, rows, model.device)
+    return token_logps(model, inputs, comp, temperature), cmask
 
 
 def rollout_rows(trajs: Sequence[Trajectory], advantages: torch.Tensor) -> list[dict]:
@@ -235,11 +245,12 @@ class MultiStepGRPO:
         loss_sum, kl_sum, clip_sum = 0.0, 0.0, 0.0
         for s in range(0, len(rows), c.micro_batch):
             mb = rows[s:s + c.micro_batch]
-            logps, mask = score_rows(self.model, self.processor, mb, c.temperature)
+            inputs, comp, mask = encode_rows(self.processor, mb, self.model.device)  # encoded once, scored twice
             ref = None
             if c.beta != 0.0:
                 with torch.no_grad(), self.model.disable_adapter():
-                    ref, _ = score_rows(self.model, self.processor, mb, c.temperature)
+                    ref = token_logps(self.model, inputs, comp, c.temperature)
+            logps = token_logps(self.model, inputs, comp, c.temperature)
             a = torch.tensor([r["advantage"] for r in mb], dtype=logps.dtype, device=logps.device)
             loss, st = grpo_loss(logps, logps.detach(), ref, a, mask, c.beta, c.epsilon, c.epsilon, c.loss_type)
             mb_tok = int(mask.sum())

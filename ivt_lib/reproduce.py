@@ -57,14 +57,20 @@ def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
     import papermill as pm
 
     plan = validate(tier, only)
+    allp = load_tier(tier)
     out_dir = NB_DIR / "executed" / tier
     stamps = ROOT / "runs" / "reproduce" / tier
     out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    key = ""
-    for i, (stem, params) in enumerate(plan.items(), 1):
-        nb = NB_DIR / f"{stem}.ipynb"
-        key, stamp = run_key(nb, params, key), stamps / f"{stem}.json"
+    key, i = "", 0
+    for nb in notebooks():
+        # The key chains over every notebook, selected or not, so ``--only`` computes the same keys as a full run
+        # (else an unchanged notebook reruns under --only and its stamp then invalidates the next full run).
+        stem = nb.stem
+        key = run_key(nb, plan.get(stem, allp.get(stem, {})), key)
+        if stem not in plan:
+            continue
+        i, params, stamp = i + 1, plan[stem], stamps / f"{stem}.json"
         if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
             print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
             times[stem] = 0.0

@@ -204,7 +204,11 @@ def test_model_source_local_and_hub(project_root):
 
 
 def test_notebook_configs_registry():
-    assert NOTEBOOK_CONFIGS == {"00_base_model": BaseModelConfig, "01_naive_iteration_collapse": NaiveConfig}
+    from ivt_lib.reproduce import notebooks
+
+    assert NOTEBOOK_CONFIGS["00_base_model"] is BaseModelConfig
+    assert NOTEBOOK_CONFIGS["01_naive_iteration_collapse"] is NaiveConfig
+    assert set(NOTEBOOK_CONFIGS) == {p.stem for p in notebooks()}, "one config per numbered notebook"
 
 
 @pytest.mark.parametrize("tier", ["smoke", "default"])

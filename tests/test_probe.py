@@ -1,0 +1,231 @@
+"""ivt_lib.probe: the random "wrong box", the presence probe (with a fake policy), failure anatomy, worst, truncate."""
+import random
+
+import numpy as np
+import pytest
+
+from ivt_lib import boxes as bx
+from ivt_lib import probe
+from ivt_lib.loop import Generation, StepRecord, Trajectory
+from ivt_lib.parsing import format_box, parse_box
+
+
+class FakePolicy:
+    """Step 0 answers a fixed box; a refine step shifts the stated previous box right by ``shift`` (0-1000 units).
+
+    Every call's images are recorded (copied to arrays) so tests can check what the model was shown."""
+
+    def __init__(self, step0=(100, 100, 400, 400), shift=0):
+        self.step0, self.shift = step0, shift
+        self.calls: list[tuple[list, list]] = []
+        self.arrays: list[list[np.ndarray]] = []
+
+    def generate(self, messages, images):
+        self.calls.append((messages, images))
+        self.arrays.append([np.asarray(im.convert("RGB")).astype(int) for im in images])
+        out = []
+        for m in messages:
+            prev = parse_box(m[0]["content"][1]["text"])
+            if not prev.ok:
+                out.append(Generation(format_box(self.step0), -0.5))
+            else:
+                x1, y1, x2, y2 = prev.box
+                out.append(Generation(format_box((x1 + self.shift, y1, x2 + self.shift, y2)), -1.0))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# random_box
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w,h", [(128, 128), (200, 80), (33, 517)])
+def test_random_box_inside_image_with_sides_15_to_50_percent(w, h):
+    rng = random.Random(1)
+    for _ in range(500):
+        x1, y1, x2, y2 = probe.random_box(rng, w, h)
+        assert 0 <= x1 < x2 <= w + 1e-9 and 0 <= y1 < y2 <= h + 1e-9
+        assert 0.15 * w - 1e-9 <= x2 - x1 <= 0.5 * w + 1e-9
+        assert 0.15 * h - 1e-9 <= y2 - y1 <= 0.5 * h + 1e-9
+
+
+def test_random_box_is_seeded():
+    a = [probe.random_box(random.Random("s"), 128, 128) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    assert probe.random_box(random.Random("t"), 128, 128) != a[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# presence probe
+# ---------------------------------------------------------------------------------------------------------------
+
+ARMS = ("own_box_drawn", "gt_box_drawn", "random_box_drawn", "own_box_not_drawn")
+
+
+def _own_boxes(samples):
+    # a wrong-ish own box per sample: the ground truth shifted right by 8 px (stays inside 128 px images)
+    return [(b[0] + 8.0, b[1], min(b[2] + 8.0, s["image"].width), b[3]) for s, b in
+            ((s, s["bbox"]) for s in samples)]
+
+
+def test_presence_probe_arms_and_iou_before(test_samples):
+    samples = test_samples[:5]
+    own = _own_boxes(samples)
+    pol = FakePolicy(shift=0)
+    out = probe.presence_probe(pol, samples, own, seed=3)
+    assert list(out) == list(ARMS)
+    assert len(pol.calls) == 4 and all(len(c[0]) == 5 for c in pol.calls)  # one refine step per arm, batched
+    for arm in ARMS:
+        assert out[arm]["n"] == 5
+        assert out[arm]["parse_rate_after"] == 1.0
+    assert out["gt_box_drawn"]["iou_before"] == pytest.approx(1.0)
+    assert out["gt_box_drawn"]["acc@0.5_before"] == 1.0
+    want_own = np.mean([bx.iou(b, s["bbox"]) for b, s in zip(own, samples)])
+    assert 0.2 < want_own < 0.95  # the own box is really wrong-ish, so the check below means something
+    assert out["own_box_drawn"]["iou_before"] == pytest.approx(want_own)
+    assert out["own_box_not_drawn"]["iou_before"] == pytest.approx(want_own)
+    # the random arm uses the documented seeded stream
+    rng = random.Random("probe-3")
+    rand = [probe.random_box(rng, s["image"].width, s["image"].height) for s in samples]
+    assert out["random_box_drawn"]["iou_before"] == pytest.approx(np.mean([bx.iou(r, s["bbox"])
+                                                                            for r, s in zip(rand, samples)]))
+    # an echoing policy leaves the box (up to the 0-1000 rounding) where it was
+    for arm in ARMS:
+        assert out[arm]["iou_after"] == pytest.approx(out[arm]["iou_before"], abs=0.02)
+        assert out[arm]["unchanged"] == 1.0 and out[arm]["toward_truth"] == 0.0 and out[arm]["away_from_truth"] == 0.0
+
+
+def test_presence_probe_draws_all_arms_but_one(test_samples):
+    samples = test_samples[:4]
+    pol = FakePolicy()
+    probe.presence_probe(pol, samples, _own_boxes(samples))
+    originals = [np.asarray(s["image"].convert("RGB")).astype(int) for s in samples]
+    drawn, not_drawn = pol.arrays[:3], pol.arrays[3]
+    for arm_imgs in drawn:
+        for seen, orig in zip(arm_imgs, originals):
+            assert seen.shape == orig.shape and np.abs(seen - orig).sum() > 0, "a drawn arm must show the box"
+    for seen, orig in zip(not_drawn, originals):
+        assert (seen == orig).all(), "the own_box_not_drawn arm must get the untouched image"
+    # the not-drawn arm still states the own box in the text (only the drawing is removed)
+    own_texts = [m[0]["content"][1]["text"] for m in pol.calls[0][0]]
+    assert [m[0]["content"][1]["text"] for m in pol.calls[3][0]] == own_texts
+    assert all(parse_box(t).ok for t in own_texts)
+
+
+def test_presence_probe_movement_stats(test_samples):
+    samples = test_samples[:3]
+    out = probe.presence_probe(FakePolicy(shift=300), samples, _own_boxes(samples))
+    g = out["gt_box_drawn"]
+    assert g["iou_after"] < g["iou_before"] and g["away_from_truth"] == 1.0 and g["toward_truth"] == 0.0
+    assert g["unchanged"] == 0.0 and g["mean_move"] > 0.3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# classify_failure / failure_anatomy
+# ---------------------------------------------------------------------------------------------------------------
+
+GT = (10.0, 10.0, 50.0, 50.0)
+DIST = (70.0, 70.0, 110.0, 110.0)
+SAMPLE = {"objects": [{"box": list(GT)}, {"box": list(DIST)}], "target": 0}
+
+
+def st(box, parse_ok=True):
+    return StepRecord(text="", box=box if parse_ok else None, iou=bx.iou(box, GT) if parse_ok else 0.0,
+                      parse_ok=parse_ok, reason=None if parse_ok else "no_box")
+
+
+def tr(*steps, sid="s", family="fam"):
+    return Trajectory(sid, family, GT, 128, 128, list(steps))
+
+
+def test_classify_not_degrading_is_none():
+    assert probe.classify_failure(tr(st((20, 20, 60, 60)), st(GT)), SAMPLE) is None  # improved
+    assert probe.classify_failure(tr(st(GT), st(GT)), SAMPLE) is None  # unchanged
+    # a drop smaller than MOVE_EPS (0.01) is not a degradation
+    small = tr(st(GT), StepRecord("", (10, 10, 50, 50.3), 0.995, True))
+    assert probe.classify_failure(small, SAMPLE) is None
+
+
+@pytest.mark.parametrize("last,kind", [
+    (None, "parse_failure"),
+    ((71.0, 71.0, 110.0, 110.0), "jump_to_distractor"),
+    ((10.0, 10.0, 30.0, 30.0), "shrink"),          # area ratio 0.25 < 0.7
+    ((0.0, 0.0, 60.0, 60.0), "grow"),              # area ratio 2.25 > 1/0.7
+    ((20.0, 10.0, 60.0, 50.0), "drift"),           # same size, moved
+])
+def test_classify_each_kind(last, kind):
+    t = tr(st(GT), st(last, parse_ok=last is not None))
+    assert probe.classify_failure(t, SAMPLE) == kind
+
+
+def test_classify_distractor_uses_target_index_and_needs_objects():
+    jump = tr(st(GT), st((71.0, 71.0, 110.0, 110.0)))
+    # the distractor listed first, the target second: still a jump
+    swapped = {"objects": [{"box": list(DIST)}, {"box": list(GT)}], "target": 1}
+    assert probe.classify_failure(jump, swapped) == "jump_to_distractor"
+    # if the object it lands on is the declared target, it is not a distractor (and the size is unchanged: drift)
+    declared = {"objects": [{"box": list(DIST)}], "target": 0}
+    assert probe.classify_failure(jump, declared) == "drift"
+    # without objects there is nothing to jump to
+    assert probe.classify_failure(jump, {}) == "drift"
+
+
+def test_classify_ratio_parameter():
+    t = tr(st(GT), st((10.0, 10.0, 45.0, 45.0)))  # area ratio 1225/1600 = 0.77
+    assert probe.classify_failure(t, SAMPLE) == "drift"
+    assert probe.classify_failure(t, SAMPLE, ratio=0.8) == "shrink"
+
+
+def test_classify_uses_last_step_not_intermediate():
+    t = tr(st(GT), st(None, parse_ok=False), st((20.0, 10.0, 60.0, 50.0)))
+    assert probe.classify_failure(t, SAMPLE) == "drift"
+
+
+def test_failure_anatomy_counts():
+    trajs = [tr(st(GT), st(None, parse_ok=False)), tr(st(GT), st((10.0, 10.0, 30.0, 30.0))),
+             tr(st(GT), st((10.0, 10.0, 30.0, 30.0))), tr(st(GT), st((20.0, 10.0, 60.0, 50.0))),
+             tr(st((20.0, 20.0, 60.0, 60.0)), st(GT)), tr(st(GT), st(GT))]
+    out = probe.failure_anatomy(trajs, [SAMPLE] * len(trajs))
+    assert out["n"] == 6 and out["n_degrading"] == 4
+    assert out["counts"] == {"drift": 1, "shrink": 2, "grow": 0, "jump_to_distractor": 0, "parse_failure": 1}
+    assert out["shares_of_degrading"]["shrink"] == pytest.approx(0.5)
+    assert out["shares_of_degrading"]["grow"] == 0.0
+    assert sum(out["shares_of_degrading"].values()) == pytest.approx(1.0)
+
+
+def test_failure_anatomy_no_degradation():
+    out = probe.failure_anatomy([tr(st(GT), st(GT))], [SAMPLE])
+    assert out["n_degrading"] == 0 and all(v == 0.0 for v in out["shares_of_degrading"].values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# worst / truncate
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _iou_traj(ious, sid):
+    return Trajectory(sid, "f", GT, 128, 128, [StepRecord(str(i), GT, v, True) for i, v in enumerate(ious)])
+
+
+def test_worst_orders_by_largest_drop():
+    trajs = [_iou_traj(v, f"s{i}") for i, v in enumerate(
+        [[0.9, 0.8, 0.7], [0.9, 0.9, 0.1], [0.2, 0.5, 0.9], [0.8, 0.1, 0.4], [0.5, 0.5, 0.5]])]
+    # drops (last - first): -0.2, -0.8, +0.7, -0.4, 0.0
+    assert probe.worst(trajs) == [1, 3, 0, 4, 2]
+    assert probe.worst(trajs, k=2) == [1, 3]
+    assert all(isinstance(i, int) for i in probe.worst(trajs))
+
+
+def test_worst_ties_keep_input_order():
+    trajs = [_iou_traj([0.5, 0.2], f"s{i}") for i in range(4)]
+    assert probe.worst(trajs, k=3) == [0, 1, 2]
+
+
+def test_truncate():
+    trajs = [_iou_traj([0.1, 0.2, 0.3, 0.4], "a"), _iou_traj([0.5, 0.6, 0.7, 0.8], "b")]
+    out = probe.truncate(trajs, 1)
+    assert [t.ious for t in out] == [[0.1, 0.2], [0.5, 0.6]]
+    assert [t.sample_id for t in out] == ["a", "b"] and out[0].gt == GT and out[0].width == 128
+    assert [len(t.steps) for t in trajs] == [4, 4], "the input must not be modified"
+    assert [len(t.steps) for t in probe.truncate(trajs, 0)] == [1, 1]
+    assert probe.truncate(trajs, 3)[1].ious == trajs[1].ious

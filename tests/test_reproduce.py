@@ -1,0 +1,237 @@
+"""ivt_lib.reproduce: notebook discovery, the resume key, parameter validation and the skip/resume/force logic.
+
+papermill is replaced by a recorder and the project root by a tmp folder, so nothing is executed or written in the repo.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import papermill
+import pytest
+
+from ivt_lib import reproduce
+from ivt_lib.config import ConfigError
+
+REAL_NBS = reproduce.notebooks()
+STEMS = ["00_base_model", "01_naive_iteration_collapse", "02_teacher_data_synthesis"]
+TIER = "smoke"
+
+
+def test_notebooks_lists_numbered_notebooks_in_order():
+    stems = [p.stem for p in REAL_NBS]
+    assert len(stems) >= 3 and stems == sorted(stems)
+    assert stems[:3] == STEMS
+    assert all(re.match(r"^\d\d_", s) and p.suffix == ".ipynb" for s, p in zip(stems, REAL_NBS))
+    assert all(p.parent == reproduce.NB_DIR for p in REAL_NBS)  # executed/ copies are not listed
+
+
+def test_notebooks_ignores_unnumbered(tmp_path, monkeypatch):
+    for name in ("10_last.ipynb", "02_b.ipynb", "01_a.ipynb", "scratch.ipynb", "3_short.ipynb", "04_notes.md"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "executed").mkdir()
+    (tmp_path / "executed" / "00_old.ipynb").write_text("{}")
+    monkeypatch.setattr(reproduce, "NB_DIR", tmp_path)
+    assert [p.name for p in reproduce.notebooks()] == ["01_a.ipynb", "02_b.ipynb", "10_last.ipynb"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# run_key / validate
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_run_key(tmp_path):
+    nb = tmp_path / "00_x.ipynb"
+    nb.write_text('{"cells": []}')
+    k = reproduce.run_key(nb, {"a": 1, "b": 2})
+    assert re.fullmatch(r"[0-9a-f]{16}", k)
+    assert reproduce.run_key(nb, {"b": 2, "a": 1}) == k  # parameter order does not matter
+    assert reproduce.run_key(nb, {"a": 1, "b": 3}) != k  # params
+    assert reproduce.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != k  # upstream key
+    assert reproduce.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != reproduce.run_key(nb, {"a": 1, "b": 2}, "abd")
+    nb.write_text('{"cells": [] }')
+    assert reproduce.run_key(nb, {"a": 1, "b": 2}) != k  # source
+
+
+def test_validate_real_tiers_pass():
+    for tier in ("smoke", "default"):  # (the paper tier needs its external benchmark data on disk)
+        plan = reproduce.validate(tier)
+        assert list(plan) == [p.stem for p in REAL_NBS]
+    assert list(reproduce.validate("smoke", only=[STEMS[1]])) == [STEMS[1]]
+
+
+@pytest.mark.parametrize("section,param", [
+    ({"00_base_model": {"batch_size": 0}}, "batch_size"),
+    ({"01_naive_iteration_collapse": {"T": 2, "T_curve": 1}}, "T_curve"),
+    ({"02_teacher_data_synthesis": {"iou_min": 0.9, "iou_max": 0.5}}, "iou_min"),
+])
+def test_validate_names_the_bad_parameter(monkeypatch, section, param):
+    monkeypatch.setattr(reproduce, "load_tier", lambda tier: section)
+    with pytest.raises(ConfigError, match=param):
+        reproduce.validate(TIER)
+
+
+def test_validate_only_skips_other_notebooks(monkeypatch):
+    monkeypatch.setattr(reproduce, "load_tier", lambda tier: {"00_base_model": {"batch_size": 0}})
+    assert STEMS[1] in reproduce.validate(TIER, only=[STEMS[1]])  # the bad section is not checked
+
+
+def test_unknown_parameter_is_rejected(monkeypatch):
+    monkeypatch.setattr(reproduce, "load_tier", lambda tier: {"00_base_model": {"no_such_param": 1}})
+    with pytest.raises(TypeError, match="no_such_param"):
+        reproduce.validate(TIER)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# run: skip, force, resume, rerun downstream
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Stands in for ``papermill.execute_notebook``; raises on ``fail_on`` (an interrupted run)."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict, dict]] = []
+        self.fail_on: str | None = None
+
+    def __call__(self, input_path, output_path, parameters=None, **kw):
+        stem = Path(input_path).stem
+        if stem == self.fail_on:
+            raise RuntimeError(f"interrupted in {stem}")
+        self.calls.append((stem, dict(parameters or {}), {"output_path": output_path, **kw}))
+        Path(output_path).write_text("{}")
+
+    def ran(self) -> list[str]:
+        out = [c[0] for c in self.calls]
+        self.calls.clear()
+        return out
+
+
+@pytest.fixture()
+def sandbox(tmp_path, monkeypatch):
+    """A tmp project root with copies of the first three real notebooks and a mutable tier."""
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    for s in STEMS:
+        shutil.copy(reproduce.NB_DIR / f"{s}.ipynb", nb_dir)
+    params = {s: {"tier": TIER, "n_samples": 3 + i} for i, s in enumerate(STEMS)}
+    rec = Recorder()
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "NB_DIR", nb_dir)
+    monkeypatch.setattr(reproduce, "load_tier", lambda tier: params)
+    monkeypatch.setattr(papermill, "execute_notebook", rec)
+    return {"root": tmp_path, "nb_dir": nb_dir, "params": params, "rec": rec,
+            "stamps": tmp_path / "runs" / "reproduce" / TIER}
+
+
+def test_first_run_executes_all_in_order_and_stamps(sandbox):
+    times = reproduce.run(TIER)
+    rec = sandbox["rec"]
+    assert [c[0] for c in rec.calls] == STEMS and list(times) == STEMS
+    for stem, params, kw in rec.calls:
+        assert params == sandbox["params"][stem]
+        assert kw["cwd"] == str(sandbox["root"])
+        assert Path(kw["output_path"]) == sandbox["nb_dir"] / "executed" / TIER / f"{stem}.ipynb"
+        assert Path(kw["output_path"]).exists()
+    for s in STEMS:
+        stamp = json.loads((sandbox["stamps"] / f"{s}.json").read_text())
+        assert re.fullmatch(r"[0-9a-f]{16}", stamp["key"]) and "finished" in stamp
+    keys = [json.loads((sandbox["stamps"] / f"{s}.json").read_text())["key"] for s in STEMS]
+    assert len(set(keys)) == 3
+
+
+def test_second_run_skips_and_force_reruns(sandbox):
+    rec = sandbox["rec"]
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS
+    times = reproduce.run(TIER)
+    assert rec.ran() == [] and times == {s: 0.0 for s in STEMS}
+    reproduce.run(TIER, force=True)
+    assert rec.ran() == STEMS
+    reproduce.run(TIER)
+    assert rec.ran() == []  # force kept the same keys
+
+
+def test_interrupted_run_resumes_from_the_failed_notebook(sandbox):
+    rec = sandbox["rec"]
+    rec.fail_on = STEMS[1]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        reproduce.run(TIER)
+    assert rec.ran() == [STEMS[0]]
+    assert (sandbox["stamps"] / f"{STEMS[0]}.json").exists()
+    assert not (sandbox["stamps"] / f"{STEMS[1]}.json").exists()
+    rec.fail_on = None
+    times = reproduce.run(TIER)
+    assert rec.ran() == STEMS[1:]
+    assert times[STEMS[0]] == 0.0
+    reproduce.run(TIER)
+    assert rec.ran() == []
+
+
+def test_changed_params_rerun_that_notebook_and_everything_after(sandbox):
+    rec, params = sandbox["rec"], sandbox["params"]
+    reproduce.run(TIER)
+    rec.ran()
+    params[STEMS[0]]["n_samples"] = 99
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS
+    assert rec.calls == []
+    params[STEMS[1]]["batch_size"] = 7
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS[1:]
+    reproduce.run(TIER)
+    assert rec.ran() == []
+
+
+def test_changed_source_reruns_that_notebook_and_everything_after(sandbox):
+    rec = sandbox["rec"]
+    reproduce.run(TIER)
+    rec.ran()
+    last = sandbox["nb_dir"] / f"{STEMS[2]}.ipynb"
+    last.write_text(last.read_text() + "\n")
+    reproduce.run(TIER)
+    assert rec.ran() == [STEMS[2]]
+    first = sandbox["nb_dir"] / f"{STEMS[0]}.ipynb"
+    first.write_text(first.read_text() + "\n")
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS
+
+
+def test_invalid_params_run_nothing(sandbox):
+    sandbox["params"][STEMS[2]]["batch_size"] = 0
+    with pytest.raises(ConfigError, match="batch_size"):
+        reproduce.run(TIER)
+    assert sandbox["rec"].calls == [] and not sandbox["stamps"].exists()
+
+
+def test_only_runs_the_named_notebooks(sandbox):
+    rec = sandbox["rec"]
+    times = reproduce.run(TIER, only=[STEMS[1]])
+    assert rec.ran() == [STEMS[1]] and list(times) == [STEMS[1]]
+
+
+def test_only_uses_the_same_keys_as_a_full_run(sandbox):
+    """An unchanged notebook is skipped under --only, and --only does not invalidate the next full run."""
+    rec, params = sandbox["rec"], sandbox["params"]
+    reproduce.run(TIER)
+    rec.ran()
+    full_keys = {s: json.loads((sandbox["stamps"] / f"{s}.json").read_text())["key"] for s in STEMS}
+    assert reproduce.run(TIER, only=[STEMS[1]]) == {STEMS[1]: 0.0}
+    assert rec.ran() == []
+    reproduce.run(TIER, only=[STEMS[1]], force=True)
+    assert rec.ran() == [STEMS[1]]
+    assert json.loads((sandbox["stamps"] / f"{STEMS[1]}.json").read_text())["key"] == full_keys[STEMS[1]]
+    reproduce.run(TIER)
+    assert rec.ran() == []
+    # an upstream change outside --only still makes the selected downstream notebook stale
+    params[STEMS[0]]["n_samples"] = 42
+    reproduce.run(TIER, only=[STEMS[2]])
+    assert rec.ran() == [STEMS[2]]
+
+
+def test_main_cli(sandbox, capsys):
+    assert reproduce.main(["--tier", TIER]) == 0
+    assert sandbox["rec"].ran() == STEMS
+    assert "all done" in capsys.readouterr().out
+    assert reproduce.main(["--tier", TIER, "--force", "--only", STEMS[0], STEMS[2]]) == 0
+    assert sandbox["rec"].ran() == [STEMS[0], STEMS[2]]
