@@ -15,14 +15,30 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 # claim -> notebook -> figure(s) -> result file
 CLAIMS = [
-    ("The base model grounds single-shot (paper: 79.6 Acc@0.5)", "00_base_model", "base_samples.png", "base_model.json"),
+    ("The base model grounds single-shot (paper: 79.6 Acc@0.5)", "00_base_model", "base_samples.png",
+     "base_model.json"),
     ("Naive iteration collapses (paper: 79.6 -> 48.7)", "01_naive_iteration_collapse",
      "naive_per_step.png, naive_stability.png", "naive_iteration.json"),
     ("The loop reacts to a box being drawn, not to it being right (v2)", "01_naive_iteration_collapse",
-     "presence-probe table", "naive_iteration.json"),
+     "presence-probe table in the notebook", "naive_iteration.json"),
     ("How boxes fail when they get worse", "01_naive_iteration_collapse", "naive_worst_cases.png",
      "naive_iteration.json"),
+    ("A teacher writes corrective traces from the model's own errors", "02_teacher_data_synthesis",
+     "teacher_traces.png", "teacher_traces.json"),
+    ("SFT on the traces makes refinement stop hurting (paper: 82.0 Acc@0.5)", "03_sft",
+     "sft_per_step.png, sft_stability.png, sft_trajectories.png", "sft.json"),
+    ("GRPO cuts per-step degradation 5x (paper: 0.140 -> 0.029)", "04_grpo",
+     "grpo_training.png, grpo_per_step.png, grpo_stability.png", "grpo.json"),
+    ("The gain may need oracle step selection (v2)", "05_evaluation", "accuracy_vs_compute.png",
+     "evaluation.json"),
+    ("Every configuration side by side, and vs the paper", "05_evaluation",
+     "per_step_all.png, stability_all.png, ours_vs_paper.png, loop_illustration.png, trajectory_grid.png",
+     "evaluation.json"),
+    ("Step through any sample", "06_explore", "explorer_view.png", "-"),
 ]
+NOTEBOOK_RESULTS = [("00_base_model", "base_model.json"), ("01_naive_iteration_collapse", "naive_iteration.json"),
+                    ("02_teacher_data_synthesis", "teacher_traces.json"), ("03_sft", "sft.json"),
+                    ("04_grpo", "grpo.json"), ("05_evaluation", "evaluation.json")]
 
 
 def _pct(x: float) -> str:
@@ -31,7 +47,7 @@ def _pct(x: float) -> str:
 
 def _row(name: str, m: dict, passes: str = "") -> str:
     return (f"| {name} | {_pct(m['acc@0.5'])} | {_pct(m['acc@0.7'])} | {_pct(m['acc@0.9'])} | {m['mean_iou']:.3f} | "
-            f"{_pct(m['parse_rate'])} | {passes or m.get('mean_passes', '')} |")
+            f"{_pct(m['parse_rate'])} | {passes or format(m.get('mean_passes', float('nan')), '.2f')} |")
 
 
 def _load(results: Path, name: str) -> tuple[dict | None, dict | None]:
@@ -77,13 +93,40 @@ def render(results: Path = ROOT / "results") -> str:
             out += [f"| {k} | {v['iou_before']:.3f} | {v['iou_after']:.3f} | {_pct(v['toward_truth'])} | "
                     f"{_pct(v['away_from_truth'])} | {_pct(v['unchanged'])} |" for k, v in pr.items()]
             out.append("")
+    ev, _ = _load(results, "evaluation.json")
+    if ev:
+        out += ["### All configurations (505-sample synthetic test split; 05_evaluation)", "",
+                "| configuration | answer taken from | Acc@0.5 | Acc@0.7 | Acc@0.9 | mean IoU | passes | degradation | "
+                "improve % | degrade % |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in ev["table"]:
+            stab = (f"{r['degradation']:.3f} | {_pct(r['improve'])} | {_pct(r['degrade'])}" if "degradation" in r
+                    else "– | – | –")
+            sel = r["selection"].replace("ORACLE", "**ORACLE**")
+            out.append(f"| {r['configuration']} | {sel} | {_pct(r['acc@0.5'])} | {_pct(r['acc@0.7'])} | "
+                       f"{_pct(r['acc@0.9'])} | {r['mean_iou']:.3f} | {r['passes']:.2f} | {stab} |")
+        out.append("")
+        conf = ev.get("confidence_correlation", {})
+        if conf:
+            out += ["Confidence (mean token log-prob) vs correctness, Pearson r (paper: ≈ 0.22): " + "; ".join(
+                f"{k} {v['r_correct']:.2f}" for k, v in conf.items() if v.get("n", 0) >= 3), ""]
+        if ev.get("versus_paper"):
+            out += ["Ours beside the paper's (**different models and data**: compare the shape, not the values):", "",
+                    "| configuration | ours Acc@0.5 | paper Acc@0.5 | ours mean IoU | paper mean IoU |",
+                    "|---|---|---|---|---|"]
+            for r in ev["versus_paper"]:
+                pm = r["paper mean_iou"]
+                out.append(f"| {r['configuration']} | {_pct(r['ours acc@0.5'])} | {_pct(r['paper acc@0.5'])} | "
+                           f"{r['ours mean_iou']:.3f} | {pm if pm is None else f'{pm:.3f}'} |")
+            out.append("")
     out += ["### Claim → notebook → figure", "", "| claim | notebook | figure(s) in `figures/` | result |",
             "|---|---|---|---|"]
     out += [f"| {c} | `notebooks/{nb}.ipynb` | {f} | `results/{r}` |" for c, nb, f, r in CLAIMS]
     out.append("")
-    times = [(n, p) for n, p in (("00_base_model", bprov), ("01_naive_iteration_collapse", nprov)) if p]
+    times = [(nb, _load(results, r)[1]) for nb, r in NOTEBOOK_RESULTS]
+    times = [(n, p) for n, p in times if p and p.get("wall_s") is not None]
     if times:
-        out += ["### Run time (default tier, this machine)", "", "| notebook | wall time | machine |", "|---|---|---|"]
+        out += ["### Run time per notebook (default tier, measured)", "", "| notebook | wall time | machine |",
+                "|---|---|---|"]
         out += [f"| {n} | {p['wall_s']:.0f} s | {p['cpus']} CPUs, {p['machine']}, torch {p['packages']['torch']} |"
                 for n, p in times]
         out.append("")
