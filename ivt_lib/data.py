@@ -61,7 +61,9 @@ def load_split(split: str, path: str | Path = DEFAULT_DIR, limit: int | None = N
         ds = ds.select(range(min(limit, len(ds))))
     if len(ds) == 0:
         raise ValueError(f"split {split!r} at {p} is empty")
-    return validate_records(ds.cast_column("image", __import__("datasets").Image(decode=False)), name=split)
+    from datasets import Image as ImageFeature
+
+    return validate_records(ds.cast_column("image", ImageFeature(decode=False)), name=split)
 
 
 def validate_records(rows, name: str = "dataset") -> list[dict]:

@@ -33,9 +33,9 @@ from tqdm.auto import tqdm
 
 from .loop import HFPolicy, Trajectory, run_loop
 from .rewards import PAPER_WEIGHTS, combined
+from .sft import LLM_TARGETS
 
 log = logging.getLogger(__name__)
-LLM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 @dataclass

@@ -136,13 +136,19 @@ def _noun(shape: str | None) -> str:
     return shape if shape is not None else "shape"
 
 
-def _gen_refcocog(rng: random.Random, cfg: SceneConfig) -> Scene | None:
+def _layout(rng: random.Random, cfg: SceneConfig) -> list[tuple[int, int, int, int]] | None:
+    """Object count, sizes and non-overlapping positions (None when placement fails)."""
     n = rng.randint(cfg.min_objects, cfg.max_objects)
     c = cfg.canvas
     sizes = [rng.randint(round(cfg.min_size * c), round(cfg.max_size * c)) for _ in range(n)]
-    boxes = _place(rng, n, c, sizes)
+    return _place(rng, n, c, sizes)
+
+
+def _gen_refcocog(rng: random.Random, cfg: SceneConfig) -> Scene | None:
+    boxes = _layout(rng, cfg)
     if boxes is None:
         return None
+    n, c = len(boxes), cfg.canvas
     objs = [Obj(rng.choice(SHAPES), rng.choice(list(COLOURS)), tuple(map(float, b))) for b in boxes]
     t = rng.randrange(n)
     options = []
@@ -160,12 +166,10 @@ def _gen_refcocog(rng: random.Random, cfg: SceneConfig) -> Scene | None:
 
 
 def _gen_refadv(rng: random.Random, cfg: SceneConfig) -> Scene | None:
-    n = rng.randint(cfg.min_objects, cfg.max_objects)
-    c = cfg.canvas
-    sizes = [rng.randint(round(cfg.min_size * c), round(cfg.max_size * c)) for _ in range(n)]
-    boxes = _place(rng, n, c, sizes)
+    boxes = _layout(rng, cfg)
     if boxes is None:
         return None
+    n, c = len(boxes), cfg.canvas
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     n_twins = rng.randint(2, n)  # the target and >=1 distractor share colour and shape: only position decides
     objs = [Obj(shape, colour, tuple(map(float, b))) for b in boxes[:n_twins]]

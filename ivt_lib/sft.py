@@ -74,28 +74,37 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
                          peft_config=peft_cfg)
+    # trl computes this loss itself (token sum / ``num_items_in_batch``), but Trainer only counts the tokens of the
+    # whole global batch when the *model* says it accepts loss kwargs, and Qwen-VL classes say no (about their own
+    # forward's loss). Without this, each DDP process averages over its own tokens and the update depends on how a
+    # batch is split: N processes x batch b would not match 1 process x batch N*b. One process, no accumulation:
+    # unchanged (bit-identical). Not under sequence parallelism, where Trainer reduces the model's own loss.
+    pc = getattr(trainer.accelerator, "parallelism_config", None)
+    if not (pc is not None and getattr(pc, "sp_enabled", False)):
+        trainer.model_accepts_loss_kwargs = True
     resume = last_checkpoint(ckpts)
     if resume:
         log.info("resuming SFT from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
-    adapter = out / "adapter"
-    trainer.model.save_pretrained(adapter)
-    merged = trainer.model.merge_and_unload()
-    tmp = out / "merged.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    final = out / "merged"
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    adapter, final = out / "adapter", out / "merged"
+    if trainer.is_world_process_zero():  # under accelerate launch (DDP) only one process writes the results
+        trainer.model.save_pretrained(adapter)
+        merged = trainer.model.merge_and_unload()
+        tmp = out / "merged.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        merged.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    trainer.accelerator.wait_for_everyone()
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {"merged": str(final), "adapter": str(adapter), "train_loss": result.training_loss,
             "steps": trainer.state.global_step, "trainable_params": trainable, "total_params": total,
-            "resumed_from": resume, "log_history": history}
+            "resumed_from": resume, "log_history": history, "world_size": trainer.args.world_size}
 
 
 def assistant_token_share(processor, dataset, n: int = 4) -> float:

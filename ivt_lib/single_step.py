@@ -14,9 +14,9 @@ from typing import Sequence
 
 from .prompts import step0_messages
 from .rewards import format_reward, iou_reward
+from .sft import LLM_TARGETS
 
 log = logging.getLogger(__name__)
-LLM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 @dataclass

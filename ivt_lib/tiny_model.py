@@ -74,7 +74,8 @@ def _tokenizer_corpus(n: int = 4000, seed: int = 0) -> list[str]:
         s = generate_scene(rng, FAMILIES[i % 3])
         box = [rng.randint(0, 1000) for _ in range(4)]
         out.append(STEP0_TEMPLATE.format(expression=s.expression))
-        out.append(REFINE_TEMPLATE.format(expression=s.expression, previous=format_box(box), step=i % 3 + 1, T=i % 3 + 2))
+        out.append(REFINE_TEMPLATE.format(expression=s.expression, previous=format_box(box), step=i % 3 + 1,
+                                          T=i % 3 + 2))
         out.append(format_box(box))
     out.extend(PHRASES * 20)
     return out

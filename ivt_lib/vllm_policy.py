@@ -1,0 +1,123 @@
+"""Optional vLLM generation backend for the refinement loop: a :class:`~ivt_lib.loop.Policy` on ``vllm.LLM``.
+
+Same contract as :class:`~ivt_lib.loop.HFPolicy`: ``generate(messages, images) -> list[Generation]`` with the text,
+the mean log-probability of the generated tokens (the label-free confidence) and the generated token ids. Prompts are
+built with the HF processor's chat template (the same text ``HFPolicy`` feeds its processor); vLLM expands the image
+placeholder itself and gets the image as ``multi_modal_data``. vLLM is imported only when the class is instantiated,
+so this module imports anywhere; vLLM itself needs a GPU machine (``pip install vllm``).
+
+    >>> pol = VLLMPolicy("Qwen/Qwen3-VL-4B-Instruct", max_new_tokens=64)      # doctest: +SKIP
+    >>> trajs = run_loop(pol, samples, T=2)                                     # doctest: +SKIP
+
+Evaluation and rollouts only: vLLM keeps its own copy of the weights, so a trained model (e.g. the merged SFT folder)
+is loaded by path; GRPO's updates are not pushed into a running ``VLLMPolicy``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PIL import Image
+
+from .loop import Generation
+
+INSTALL_HINT = ("VLLMPolicy needs vLLM, which is not installed here: `pip install vllm` on a GPU machine "
+                "(vLLM runs on CUDA GPUs; on a CPU machine use ivt_lib.loop.HFPolicy instead).")
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:  # also raised when sys.modules["vllm"] is None
+        raise ImportError(INSTALL_HINT) from exc
+    return vllm
+
+
+def mean_logprob(token_ids, logprobs, cumulative_logprob: float | None = None) -> float:
+    """Mean log-probability of the sampled tokens from vLLM's per-position ``{token_id: Logprob}`` maps.
+
+    With ``logprobs=1`` each position holds the sampled token and the top-1 token (one entry when they coincide); the
+    sampled token's value is used, never the top one. Falls back to ``cumulative_logprob / n``; NaN when unknown.
+    """
+    ids = list(token_ids)
+    if not ids:
+        return float("nan")
+    if logprobs is not None and len(logprobs) == len(ids):
+        vals = []
+        for tid, pos in zip(ids, logprobs):
+            lp = pos.get(tid) if pos is not None else None
+            if lp is None:
+                break
+            vals.append(float(getattr(lp, "logprob", lp)))
+        else:
+            return sum(vals) / len(vals)
+    if cumulative_logprob is not None and math.isfinite(cumulative_logprob):
+        return float(cumulative_logprob) / len(ids)
+    return float("nan")
+
+
+class VLLMPolicy:
+    """Batched generation with ``vllm.LLM`` (greedy unless ``temperature > 0``), one image per prompt.
+
+    Args:
+        model: hub id or local folder (what ``vllm.LLM(model=...)`` takes), e.g. the merged SFT model.
+        processor: the HF processor whose chat template builds the prompts (default: loaded from ``model``).
+        max_new_tokens, temperature, top_p: sampling, as in :class:`~ivt_lib.loop.HFPolicy`.
+        seed: the vLLM engine's seed (``None``: vLLM's default).
+        show_progress: vLLM's own progress bar.
+        llm: an already built ``vllm.LLM`` to reuse (then ``llm_kwargs`` is ignored).
+        **llm_kwargs: passed to ``vllm.LLM`` (``dtype``, ``gpu_memory_utilization``, ``max_model_len``,
+            ``tensor_parallel_size``, ...).
+    """
+
+    def __init__(self, model: str, processor=None, max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None, show_progress: bool = False, llm=None,
+                 **llm_kwargs: Any):
+        vllm = _import_vllm()
+        self._vllm = vllm
+        self.model = str(model)
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.seed, self.show_progress = seed, show_progress
+        if processor is None:
+            from transformers import AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(self.model)
+        self.processor = processor
+        if llm is None:
+            kwargs = {"limit_mm_per_prompt": {"image": 1}, **llm_kwargs}
+            if seed is not None:
+                kwargs.setdefault("seed", seed)
+            llm = vllm.LLM(model=self.model, **kwargs)
+        self.llm = llm
+
+    def sampling_params(self):
+        """``vllm.SamplingParams`` for one call (``logprobs=1``: the sampled token's log-probability).
+
+        No per-request seed: identical prompts (a GRPO group) must be able to sample different answers; the engine's
+        ``seed`` makes a whole run reproducible.
+        """
+        return self._vllm.SamplingParams(temperature=self.temperature, top_p=self.top_p,
+                                         max_tokens=self.max_new_tokens, logprobs=1)
+
+    def prompts(self, messages: list[list[dict]], images: list[Image.Image]) -> list[dict]:
+        """vLLM inputs: the chat-templated text (with the image placeholder) and its image."""
+        if len(messages) != len(images):
+            raise ValueError(f"got {len(messages)} message lists but {len(images)} images")
+        return [{"prompt": self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                 "multi_modal_data": {"image": im}} for m, im in zip(messages, images)]
+
+    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]:
+        """Generate for all pairs in one vLLM call (vLLM batches and schedules them itself)."""
+        if not messages:
+            return []
+        outs = self.llm.generate(self.prompts(messages, images), sampling_params=self.sampling_params(),
+                                 use_tqdm=self.show_progress)
+        if len(outs) != len(messages):
+            raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(messages)} prompts")
+        gens = []
+        for o in outs:
+            c = o.outputs[0]
+            ids = [int(t) for t in c.token_ids]
+            gens.append(Generation(c.text, mean_logprob(ids, c.logprobs, getattr(c, "cumulative_logprob", None)),
+                                   ids))
+        return gens

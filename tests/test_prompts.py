@@ -1,0 +1,21 @@
+"""Step-0 and refinement messages."""
+from ivt_lib.parsing import parse_box
+from ivt_lib.prompts import refine_messages, step0_messages, with_answer
+
+
+def test_step0_has_one_image_and_the_expression():
+    m = step0_messages("the blue circle")
+    assert m[0]["role"] == "user" and m[0]["content"][0] == {"type": "image"}
+    assert '"the blue circle"' in m[0]["content"][1]["text"] and "bbox_2d" in m[0]["content"][1]["text"]
+
+
+def test_refine_states_step_and_previous_box():
+    text = refine_messages("the red", (10, 20, 30, 40), step=2, T=3)[0]["content"][1]["text"]
+    assert "step 2 of 3" in text and parse_box(text).box == (10, 20, 30, 40)
+    none = refine_messages("x", None)[0]["content"][1]["text"]
+    assert "could not be parsed" in none and not parse_box(none).ok
+
+
+def test_with_answer_appends_assistant_turn():
+    m = with_answer(step0_messages("x"), "ans")
+    assert len(m) == 2 and m[1] == {"role": "assistant", "content": [{"type": "text", "text": "ans"}]}

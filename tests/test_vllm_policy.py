@@ -1,0 +1,177 @@
+"""The optional vLLM backend: lazy import, a clear error without vLLM, and (with a fake ``vllm`` module that mimics
+``LLM``, ``SamplingParams`` and the RequestOutput / CompletionOutput shape) prompts, images, Generations and the loop.
+Real vLLM needs a GPU machine and is not exercised here."""
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from ivt_lib import boxes as bx
+from ivt_lib.config import ROOT
+from ivt_lib.loop import Generation, run_loop
+from ivt_lib.parsing import format_box, parse_box
+from ivt_lib.prompts import refine_messages, step0_messages
+from ivt_lib.render import draw_box
+
+STEP0_BOX = (100, 100, 400, 400)  # 0-1000 frame
+SHIFT = 100
+EOS = 2
+
+
+class FakeLogprob:
+    def __init__(self, logprob: float, rank: int = 1):
+        self.logprob, self.rank = logprob, rank
+
+
+class FakeSamplingParams:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class FakeCompletion:
+    def __init__(self, text, token_ids, logprobs, cumulative_logprob):
+        self.index, self.text, self.token_ids = 0, text, token_ids
+        self.logprobs, self.cumulative_logprob, self.finish_reason = logprobs, cumulative_logprob, "stop"
+
+
+class FakeRequestOutput:
+    def __init__(self, prompt, completion):
+        self.prompt, self.outputs, self.finished = prompt, [completion], True
+
+
+def fake_tokens(text: str) -> list[int]:
+    return [3 + (ord(ch) % 500) for ch in text] + [EOS]
+
+
+def fake_logprobs(ids: list[int]) -> list[dict]:
+    # position i: the sampled token at -0.1*(i+1), plus a better top-1 alternative that must NOT be used
+    return [{t: FakeLogprob(-0.1 * (i + 1), rank=2), 9999: FakeLogprob(-0.01, rank=1)} for i, t in enumerate(ids)]
+
+
+def expected_mean(ids: list[int]) -> float:
+    return float(np.mean([-0.1 * (i + 1) for i in range(len(ids))]))
+
+
+class FakeLLM:
+    """Step 0: a fixed box; a refine step: the box stated in the prompt, shifted right (like tests/test_loop.py)."""
+
+    instances: list = []
+
+    def __init__(self, model, **kwargs):
+        self.model, self.kwargs, self.calls = model, kwargs, []
+        FakeLLM.instances.append(self)
+
+    def generate(self, prompts, sampling_params=None, use_tqdm=True):
+        self.calls.append((prompts, sampling_params))
+        outs = []
+        for p in prompts:
+            assert set(p) == {"prompt", "multi_modal_data"} and set(p["multi_modal_data"]) == {"image"}
+            prev = parse_box(p["prompt"])
+            if "Refinement step" in p["prompt"] and prev.ok:
+                x1, y1, x2, y2 = prev.box
+                text = "Moving right. " + format_box((x1 + SHIFT, y1, x2 + SHIFT, y2))
+            else:
+                text = format_box(STEP0_BOX)
+            ids = fake_tokens(text)
+            lps = fake_logprobs(ids)
+            outs.append(FakeRequestOutput(p["prompt"], FakeCompletion(text, ids, lps, sum(-0.1 * (i + 1) for i in range(len(ids))))))
+        return outs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    mod = types.ModuleType("vllm")
+    mod.LLM, mod.SamplingParams = FakeLLM, FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    FakeLLM.instances = []
+    return mod
+
+
+def test_import_does_not_import_vllm():
+    code = "import sys, ivt_lib.vllm_policy; assert 'vllm' not in sys.modules, 'vllm imported at module import'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_missing_vllm_raises_clear_import_error(monkeypatch):
+    from ivt_lib.vllm_policy import VLLMPolicy
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError, installed or not
+    with pytest.raises(ImportError, match="pip install vllm") as e:
+        VLLMPolicy("Qwen/Qwen3-VL-4B-Instruct")
+    assert "GPU" in str(e.value)
+
+
+def test_generations_prompts_and_images(fake_vllm, tiny_dir, test_samples):
+    from ivt_lib.vllm_policy import VLLMPolicy
+
+    pol = VLLMPolicy(str(tiny_dir), max_new_tokens=24, temperature=0.7, top_p=0.9, seed=5, gpu_memory_utilization=0.5)
+    llm = FakeLLM.instances[-1]
+    assert llm.model == str(tiny_dir)
+    assert llm.kwargs == {"limit_mm_per_prompt": {"image": 1}, "seed": 5, "gpu_memory_utilization": 0.5}
+    s = test_samples[:3]
+    msgs = [step0_messages(x["expression"]) for x in s[:2]] + [refine_messages(s[2]["expression"], (10, 20, 300, 400), 1, 2)]
+    imgs = [x["image"].convert("RGB") for x in s]
+    gens = pol.generate(msgs, imgs)
+
+    assert len(llm.calls) == 1  # one batched call
+    prompts, sp = llm.calls[0]
+    assert sp.kwargs == {"temperature": 0.7, "top_p": 0.9, "max_tokens": 24, "logprobs": 1}
+    for p, m, im in zip(prompts, msgs, imgs):
+        assert p["multi_modal_data"]["image"] is im  # the very image, in order
+        assert p["prompt"] == pol.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+        assert p["prompt"].count("<|vision_start|><|image_pad|><|vision_end|>") == 1
+        assert p["prompt"].endswith("<|im_start|>assistant\n") and m[0]["content"][1]["text"] in p["prompt"]
+
+    assert all(isinstance(g, Generation) for g in gens)
+    assert gens[0].text == gens[1].text == format_box(STEP0_BOX)
+    assert gens[2].text == "Moving right. " + format_box((110, 20, 400, 400))
+    for g in gens:
+        assert g.token_ids == fake_tokens(g.text) and g.token_ids[-1] == EOS
+        assert g.mean_logprob == pytest.approx(expected_mean(g.token_ids))  # the sampled token's, not the top-1's
+    assert pol.generate([], []) == []
+    with pytest.raises(ValueError, match="images"):
+        pol.generate(msgs, imgs[:2])
+
+
+def test_mean_logprob_fallbacks():
+    from ivt_lib.vllm_policy import mean_logprob
+
+    assert mean_logprob([5, 6], [{5: FakeLogprob(-1.0)}, {6: FakeLogprob(-3.0)}]) == -2.0
+    assert mean_logprob([5, 6], None, cumulative_logprob=-5.0) == -2.5
+    assert mean_logprob([5, 6], [{5: FakeLogprob(-1.0)}, {7: FakeLogprob(-3.0)}], -4.0) == -2.0  # sampled id missing
+    assert np.isnan(mean_logprob([5], None)) and np.isnan(mean_logprob([], None))
+
+
+def test_run_loop_end_to_end(fake_vllm, tiny, test_samples):
+    from ivt_lib.vllm_policy import VLLMPolicy
+
+    _, proc = tiny
+    pol = VLLMPolicy("some/model", processor=proc)  # a given processor: nothing loaded from "some/model"
+    samples = test_samples[:4]
+    trajs = run_loop(pol, samples, T=2, show_progress=False, record_inputs=True)
+    llm = FakeLLM.instances[-1]
+    assert len(llm.calls) == 3 and all(len(c[0]) == 4 for c in llm.calls)  # one batched call per step
+    assert llm.calls[0][1].kwargs["temperature"] == 0.0  # greedy by default
+    for i, (tr, s) in enumerate(zip(trajs, samples)):
+        w, h = s["image"].size
+        assert len(tr.steps) == 3 and all(st.parse_ok for st in tr.steps)
+        exp = bx.sanitize(bx.from_model_frame(STEP0_BOX, w, h, "qwen3"), w, h)
+        assert tr.steps[0].box == pytest.approx(exp)
+        for t in (1, 2):  # each refine step shifts the previous box right by SHIFT (0-1000 units)
+            prev_m = bx.to_model_frame(tr.steps[t - 1].box, w, h, "qwen3")
+            x1, y1, x2, y2 = prev_m
+            exp = bx.sanitize(bx.from_model_frame((x1 + SHIFT, y1, x2 + SHIFT, y2), w, h, "qwen3"), w, h)
+            assert tr.steps[t].box == pytest.approx(exp)
+            # the prompt states the previous box; the image has it drawn
+            p = llm.calls[t][0][i]
+            assert f"Refinement step {t} of 2" in p["prompt"] and format_box(prev_m) in p["prompt"]
+            drawn = draw_box(s["image"].convert("RGB"), tr.steps[t - 1].box)
+            assert np.array_equal(np.asarray(p["multi_modal_data"]["image"]), np.asarray(drawn))
+        assert np.array_equal(np.asarray(llm.calls[0][0][i]["multi_modal_data"]["image"]),
+                              np.asarray(s["image"].convert("RGB")))  # step 0: the clean image
+        for st in tr.steps:
+            assert st.mean_logprob == pytest.approx(expected_mean(fake_tokens(st.text)))
+        assert [r["token_ids"] for r in tr.rollout] == [fake_tokens(st.text) for st in tr.steps]
