@@ -147,11 +147,15 @@ class TeacherSynthConfig(StageConfig):
     teacher_workers: int = 4
     ablation_jittered: bool = True
     jitter_scale: float = 0.35
+    max_trajectories: int = 934
+    replay_step0: bool = True
+    reasoning: bool = True
     traces_dir: str = "runs/default/traces"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
+        _check(self.max_trajectories >= 0, "max_trajectories", self.max_trajectories, "must be >= 0 (0 = no cap)")
         _check(0.0 <= self.iou_min < self.iou_max <= 1.0, "iou_min/iou_max", (self.iou_min, self.iou_max),
                "need 0 <= iou_min < iou_max <= 1")
         _check(self.teacher_backend in ("scripted", "hf", "openai"), "teacher_backend", self.teacher_backend, "must be scripted, hf or openai")
@@ -167,14 +171,14 @@ class TeacherSynthConfig(StageConfig):
 class SFTStageConfig(StageConfig):
     """Notebook 03: LoRA SFT on the teacher traces, then the T-step evaluation."""
 
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64
     traces_dir: str = "runs/default/traces"
     T: int = 2
     still_eps: float = 0.05
-    lora_r: int = 16
-    lora_alpha: int = 32
-    learning_rate: float = 1e-3
-    epochs: float = 3.0
+    lora_r: int = 64
+    lora_alpha: int = 128
+    learning_rate: float = 5e-4
+    epochs: float = 2.0
     max_steps: int = -1
     train_batch_size: int = 16
     save_steps: int = 50

@@ -68,53 +68,52 @@ class Teacher(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------------------- scripted
-_DIRS = {"left": ("too far left", "shifted left of the target"), "right": ("too far right", "shifted right of the target"),
+# Short phrases on purpose: the tiny embedded model must learn to write them (a few variants each, for variety).
+_DIRS = {"left": ("too far left", "left of the target"), "right": ("too far right", "right of the target"),
          "up": ("too high", "above the target"), "down": ("too low", "below the target")}
-_MOVES = {"left": ("move it right", "shift it to the right"), "right": ("move it left", "shift it to the left"),
-          "up": ("move it down", "lower it"), "down": ("move it up", "raise it")}
+_SIZES = {"small": ("too small", "missing part of it"), "large": ("too large", "too loose")}
 
 
 class ScriptedTeacher:
     """Geometric teacher (uses the ground truth through the step target): says which way the box is off, whether it is
     too big or small, or which other object it covers, then gives the step's box. Deterministic per request."""
 
-    teacher_id = "scripted-geometric-v1"
-
-    def __init__(self, coord_format: str = "qwen3", seed: int = 0):
-        self.coord_format, self.seed = coord_format, seed
+    def __init__(self, coord_format: str = "qwen3", seed: int = 0, reasoning: bool = True):
+        self.coord_format, self.seed, self.reasoning = coord_format, seed, reasoning
+        # box-only traces are a different teacher: they must not share cache entries with reasoning ones
+        self.teacher_id = "scripted-geometric-v2" + ("" if reasoning else "-box-only")
 
     def reason(self, r: TeacherRequest) -> str:
-        """The natural-language part of the trace."""
+        """The natural-language part of the trace: which object it covers, which way it is off, size, partway."""
         rng = random.Random(f"{self.seed}-{r.sample_id}-{r.step}")
         p, q = r.previous, r.target
-        parts: list[str] = []
         wrong = [o for i, o in enumerate(r.objects) if i != r.target_index and bx.iou(p, o["box"]) >= 0.4]
         if wrong and r.target_index >= 0 and bx.iou(p, r.objects[r.target_index]["box"]) < 0.3:
             o = wrong[0]
-            parts.append(f"The red box covers the {o['colour']} {o['shape']}, not the target.")
+            head = f"It covers the {o['colour']} {o['shape']}, not the target."
+            return head + (" Partway." if r.step < r.T else "")
         pw, ph = max(p[2] - p[0], 1.0), max(p[3] - p[1], 1.0)
         dx = ((q[0] + q[2]) - (p[0] + p[2])) / 2 / pw
         dy = ((q[1] + q[3]) - (p[1] + p[3])) / 2 / ph
         off = []
         if abs(dx) > 0.08:
-            off.append("right" if dx < 0 else "left")
+            off.append(rng.choice(_DIRS["right" if dx < 0 else "left"]))
         if abs(dy) > 0.08:
-            off.append("down" if dy < 0 else "up")
-        for d in off:
-            parts.append(f"It is {rng.choice(_DIRS[d])}, so I {rng.choice(_MOVES[d])}.")
+            off.append(rng.choice(_DIRS["down" if dy < 0 else "up"]))
         ratio = bx.area(q) / max(bx.area(p), 1e-6)
         if ratio > 1.2:
-            parts.append(rng.choice(("It is too small, so I enlarge it.", "It misses part of the target, so I widen it.")))
+            off.append(rng.choice(_SIZES["small"]))
         elif ratio < 1 / 1.2:
-            parts.append(rng.choice(("It is too large, so I shrink it.", "It includes too much background, so I tighten it.")))
-        if not parts:
-            return "The red box already fits the target well, so I keep it."
-        if r.step < r.T:
-            parts.append("I move partway for now.")
-        return " ".join(parts)
+            off.append(rng.choice(_SIZES["large"]))
+        if not off:
+            return "It fits the target; keep it."
+        text = "It is " + " and ".join(off) + "."
+        return text + (" Partway." if r.step < r.T else "")
 
     def write(self, requests: Sequence[TeacherRequest]) -> list[str]:
-        """Reasoning followed by the step target as ``{"bbox_2d": [...]}``."""
+        """Reasoning followed by the step target as ``{"bbox_2d": [...]}`` (the box alone if ``reasoning=False``)."""
+        if not self.reasoning:
+            return [format_box(r.target_model(self.coord_format)) for r in requests]
         return [f"{self.reason(r)} {format_box(r.target_model(self.coord_format))}" for r in requests]
 
 
@@ -227,7 +226,8 @@ class CachedTeacher:
         return out  # type: ignore[return-value]
 
 
-def validate_trace(text: str, request: TeacherRequest, fmt: str = "qwen3", tol: float = 2.0) -> str | None:
+def validate_trace(text: str, request: TeacherRequest, fmt: str = "qwen3", tol: float = 2.0,
+                   need_reasoning: bool = True) -> str | None:
     """None if the trace is usable, else the rejection reason (no box / box off target / no reasoning)."""
     parsed = parse_box(text)
     if not parsed.ok:
@@ -235,6 +235,6 @@ def validate_trace(text: str, request: TeacherRequest, fmt: str = "qwen3", tol: 
     want = request.target_model(fmt)
     if max(abs(a - b) for a, b in zip(parsed.box, want)) > tol:
         return "box_off_target"
-    if len(text.split("{")[0].strip()) < 3:
+    if need_reasoning and len(text.split("{")[0].strip()) < 3:
         return "no_reasoning"
     return None

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from . import boxes as bx
-from .prompts import refine_messages, with_answer
+from .prompts import refine_messages, step0_messages, with_answer
 from .render import draw_box
 from .teacher import Teacher, TeacherRequest, validate_trace
 
@@ -37,6 +37,8 @@ class SynthesisStats:
     n_no_student_box: int = 0
     n_outside_filter: int = 0
     n_kept_samples: int = 0
+    n_over_cap: int = 0
+    n_replay: int = 0
     n_traces: int = 0
     n_rejected: int = 0
     rejected: dict = field(default_factory=dict)
@@ -54,22 +56,29 @@ def jittered_starts(samples: Sequence[dict], seed: int = 0, scale: float = 0.35)
 
 
 def build_requests(samples: Sequence[dict], starts: Sequence, T: int, iou_min: float = 0.0, iou_max: float = 0.85,
-                   stats: SynthesisStats | None = None) -> list[TeacherRequest]:
-    """Filter by start IoU and lay the step targets on the linear path from the start box to the ground truth."""
+                   stats: SynthesisStats | None = None, max_samples: int = 0, seed: int = 0) -> list[TeacherRequest]:
+    """Filter by start IoU, keep at most ``max_samples`` (seeded; 0 = all; the paper kept 934), and lay the step
+    targets on the linear path from the start box to the ground truth."""
     stats = stats if stats is not None else SynthesisStats()
     stats.n_samples = len(samples)
     ious = [bx.iou(b, s["bbox"]) if b is not None else 0.0 for s, b in zip(samples, starts)]
     hist, edges = np.histogram(ious, bins=10, range=(0, 1))
     stats.step0_iou_hist = {f"{edges[i]:.1f}-{edges[i + 1]:.1f}": int(h) for i, h in enumerate(hist)}
-    reqs = []
+    kept = []
     for s, b, v in zip(samples, starts, ious):
         if b is None:
             stats.n_no_student_box += 1
-            continue
-        if not iou_min <= v <= iou_max:
+        elif not iou_min <= v <= iou_max:
             stats.n_outside_filter += 1
-            continue
-        stats.n_kept_samples += 1
+        else:
+            kept.append((s, b))
+    if max_samples and len(kept) > max_samples:
+        stats.n_over_cap = len(kept) - max_samples
+        keep = set(random.Random(f"cap-{seed}").sample(range(len(kept)), max_samples))
+        kept = [k for i, k in enumerate(kept) if i in keep]
+    stats.n_kept_samples = len(kept)
+    reqs = []
+    for s, b in kept:
         prev = tuple(b)
         for t in range(1, T + 1):
             target = bx.lerp(b, s["bbox"], t / T)
@@ -80,13 +89,14 @@ def build_requests(samples: Sequence[dict], starts: Sequence, T: int, iou_min: f
 
 
 def synthesize(teacher: Teacher, requests: Sequence[TeacherRequest], stats: SynthesisStats | None = None,
-               coord_format: str = "qwen3", tol: float = 2.0) -> tuple[list[dict], SynthesisStats]:
+               coord_format: str = "qwen3", tol: float = 2.0, need_reasoning: bool = True
+               ) -> tuple[list[dict], SynthesisStats]:
     """Ask the teacher for every request, validate, and build training conversations (messages + rendered image)."""
     stats = stats if stats is not None else SynthesisStats()
     texts = teacher.write(list(requests))
     records, reasons = [], Counter()
     for r, text in zip(requests, texts):
-        why = validate_trace(text, r, coord_format, tol)
+        why = validate_trace(text, r, coord_format, tol, need_reasoning)
         if why is not None:
             reasons[why] += 1
             continue
@@ -99,6 +109,22 @@ def synthesize(teacher: Teacher, requests: Sequence[TeacherRequest], stats: Synt
     if stats.n_rejected:
         log.warning("rejected %d of %d traces: %s", stats.n_rejected, len(requests), dict(reasons))
     return records, stats
+
+
+def step0_replay(samples: Sequence[dict], step0_texts: dict[str, str], sample_ids: set[str],
+                 stats: SynthesisStats | None = None) -> list[dict]:
+    """Step 0 of each kept trajectory with the **student's own** answer as the target (label-free), so that SFT on
+    whole trajectories does not move the model's first guess (the paper warns about step-0 sandbagging)."""
+    out = []
+    for s in samples:
+        sid = str(s["id"])
+        if sid in sample_ids and sid in step0_texts:
+            out.append({"id": f"{sid}-s0", "sample_id": sid, "step": 0, "T": 0, "start_iou": None,
+                        "messages": with_answer(step0_messages(s["expression"]), step0_texts[sid]),
+                        "images": [s["image"]]})
+    if stats is not None:
+        stats.n_replay = len(out)
+    return out
 
 
 def to_dataset(records: Sequence[dict]):

@@ -24,7 +24,7 @@ def test_scripted_teacher_direction_size_and_wrong_object(test_samples):
     left = t.write([_req(s, (x1 - 20, y1, x2 - 20, y2), 1.0, 2, 2)])[0]  # box left of target -> move right
     assert "left" in left and ("right" in left.split(".")[0] or "right" in left)
     small = t.reason(_req(s, ((x1 + x2) / 2 - 3, (y1 + y2) / 2 - 3, (x1 + x2) / 2 + 3, (y1 + y2) / 2 + 3), 1.0, 2, 2))
-    assert "small" in small or "widen" in small
+    assert "small" in small or "missing part" in small
     keep = t.reason(_req(s, s["bbox"], 1.0, 2, 2))
     assert "keep" in keep
     multi = next(x for x in test_samples if len(x["objects"]) > 1)
@@ -40,10 +40,19 @@ def test_scripted_trace_ends_with_the_step_target_and_validates(test_samples):
     text = tch.ScriptedTeacher().write([r])[0]
     assert parse_box(text).box == tuple(float(v) for v in r.target_model())
     assert tch.validate_trace(text, r) is None
-    assert "partway" in text  # step 1 of 2 says it only moves part of the way
+    assert "Partway" in text  # step 1 of 2 says it only moves part of the way
     assert tch.validate_trace("no box here", r) == "parse:no_box"
     assert tch.validate_trace("Off. " + format_box((0, 0, 1000, 1000)), r) == "box_off_target"
     assert tch.validate_trace(format_box(r.target_model()), r) == "no_reasoning"
+
+
+def test_box_only_traces(test_samples):
+    s = test_samples[1]
+    r = _req(s, s["bbox"], 1.0, 2, 2)
+    text = tch.ScriptedTeacher(reasoning=False).write([r])[0]
+    assert text == format_box(r.target_model())
+    assert tch.validate_trace(text, r, need_reasoning=False) is None and tch.validate_trace(text, r) == "no_reasoning"
+    assert tch.ScriptedTeacher(reasoning=False).teacher_id != tch.ScriptedTeacher().teacher_id  # separate caches
 
 
 def test_cache_resumes_without_repeating_calls(tmp_path, test_samples):
