@@ -34,7 +34,7 @@ CLAIMS = [
     ("Every configuration side by side, and vs the paper", "05_evaluation",
      "per_step_all.png, stability_all.png, ours_vs_paper.png, loop_illustration.png, trajectory_grid.png",
      "evaluation.json"),
-    ("Step through any sample", "06_explore", "explorer_view.png", "-"),
+    ("Step through any sample", "06_explore", "explorer_view.png, explorer_jupyterlab.png", "-"),
 ]
 NOTEBOOK_RESULTS = [("00_base_model", "base_model.json"), ("01_naive_iteration_collapse", "naive_iteration.json"),
                     ("02_teacher_data_synthesis", "teacher_traces.json"), ("03_sft", "sft.json"),
@@ -116,11 +116,12 @@ def render(results: Path = ROOT / "results") -> str:
             for r in ev["versus_paper"]:
                 pm = r["paper mean_iou"]
                 out.append(f"| {r['configuration']} | {_pct(r['ours acc@0.5'])} | {_pct(r['paper acc@0.5'])} | "
-                           f"{r['ours mean_iou']:.3f} | {pm if pm is None else f'{pm:.3f}'} |")
+                           f"{r['ours mean_iou']:.3f} | {'–' if pm is None else f'{pm:.3f}'} |")
             out.append("")
     out += ["### Claim → notebook → figure", "", "| claim | notebook | figure(s) in `figures/` | result |",
             "|---|---|---|---|"]
-    out += [f"| {c} | `notebooks/{nb}.ipynb` | {f} | `results/{r}` |" for c, nb, f, r in CLAIMS]
+    out += [f"| {c} | `notebooks/{nb}.ipynb` | {f} | {'`results/' + r + '`' if r != '-' else '–'} |"
+            for c, nb, f, r in CLAIMS]
     out.append("")
     times = [(nb, _load(results, r)[1]) for nb, r in NOTEBOOK_RESULTS]
     times = [(n, p) for n, p in times if p and p.get("wall_s") is not None]
