@@ -105,7 +105,7 @@ class BaseModelConfig(StageConfig):
     """Notebook 00: the base grounder, single-shot."""
 
     retrain: bool = False
-    retrain_steps: int = 15000
+    retrain_steps: int = 10000
     grid_n: int = 12
 
     def __post_init__(self) -> None:
