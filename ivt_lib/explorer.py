@@ -97,6 +97,7 @@ class Explorer:
         tr = self.current
         if tr is None:
             self.title.value, self.text.value = "<b>no sample matches this filter</b>", ""
+            self.image.value, self.curve.value = b"", b""  # never leave a stale sample on screen
             return
         self.step.max = len(tr.steps) - 1
         t = min(self.step.value, self.step.max)

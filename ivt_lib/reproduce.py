@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import NOTEBOOK_CONFIGS, ROOT, TIERS, load_tier
+from .config import NOTEBOOK_CONFIGS, ROOT, TIERS, ConfigError, load_tier
 from .io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
         params = allp.get(nb.stem, {})
         cls = NOTEBOOK_CONFIGS.get(nb.stem)
         if cls is not None:
+            unknown = set(params) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"{nb.stem}: unknown parameter(s) {sorted(unknown)} in params/{tier}.yaml")
             cls(**params)  # raises ConfigError naming the bad parameter
         out[nb.stem] = params
     return out

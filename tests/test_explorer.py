@@ -127,6 +127,7 @@ def test_empty_filter_shows_message(ex):
     ex.filter.value = "improved"
     assert ex.indices() == [] and ex.current is None
     assert "no sample matches" in ex.title.value and ex.text.value == ""
+    assert ex.image.value == b"" and ex.curve.value == b"", "no stale picture of the previous sample"
     ex.step.value = 0  # nothing crashes while empty
     ex.sample.value = 0
     assert "no sample matches" in ex.title.value

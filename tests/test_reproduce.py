@@ -78,7 +78,7 @@ def test_validate_only_skips_other_notebooks(monkeypatch):
 
 def test_unknown_parameter_is_rejected(monkeypatch):
     monkeypatch.setattr(reproduce, "load_tier", lambda tier: {"00_base_model": {"no_such_param": 1}})
-    with pytest.raises(TypeError, match="no_such_param"):
+    with pytest.raises(ConfigError, match="no_such_param"):
         reproduce.validate(TIER)
 
 
