@@ -49,12 +49,15 @@ class StageConfig:
     results_dir: str = "results"
     figures_dir: str = "figures"
     runs_dir: str = "runs/default"
+    max_image_pixels: int = 0      # cap on each image's area (0 = as stored); bounds the image tokens
     min_acc: float = 0.0           # assert-cell floor for Acc@0.5 (set per tier)
     min_parse_rate: float = 0.0    # assert-cell floor for the parse rate (set per tier)
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.min_acc <= 1.0, "min_acc", self.min_acc, "must be in [0, 1]")
         _check(0.0 <= self.min_parse_rate <= 1.0, "min_parse_rate", self.min_parse_rate, "must be in [0, 1]")
+        _check(isinstance(self.max_image_pixels, int) and (self.max_image_pixels == 0 or self.max_image_pixels >= 1024),
+               "max_image_pixels", self.max_image_pixels, "must be 0 (no cap) or at least 1024 (one 32x32 token)")
         _check(self.tier in TIERS, "tier", self.tier, f"must be one of {TIERS}")
         _check(self.split in ("train", "validation", "test"), "split", self.split,
                "must be train, validation or test")
@@ -79,6 +82,11 @@ class StageConfig:
         _check((local / "config.json").exists() or (not local.exists() and bool(_HUB_ID.match(value))
                                                     and not value.startswith(("data/", "runs/", "./"))),
                name, value, "must be a saved model folder (with config.json) or a hub id like org/name")
+
+    @property
+    def max_pixels(self) -> int | None:
+        """``max_image_pixels`` as ``load_split``'s argument (None = no cap)."""
+        return self.max_image_pixels or None
 
     @property
     def limit(self) -> int | None:

@@ -46,8 +46,12 @@ def build_splits(out_dir: str | Path = DEFAULT_DIR, seed: int = 0, canvas: int =
     return dd
 
 
-def load_split(split: str, path: str | Path = DEFAULT_DIR, limit: int | None = None) -> list[dict]:
-    """Load a split as a list of records with decoded RGB images; errors name the offending sample."""
+def load_split(split: str, path: str | Path = DEFAULT_DIR, limit: int | None = None,
+               max_pixels: int | None = None) -> list[dict]:
+    """Load a split as a list of records with decoded RGB images; errors name the offending sample.
+
+    ``max_pixels`` caps every image's area (aspect kept, boxes rescaled with it), which bounds the number of image
+    tokens for every later stage: all images the model sees are drawn on these."""
     from datasets import load_from_disk
 
     p = Path(path)
@@ -63,7 +67,27 @@ def load_split(split: str, path: str | Path = DEFAULT_DIR, limit: int | None = N
         raise ValueError(f"split {split!r} at {p} is empty")
     from datasets import Image as ImageFeature
 
-    return validate_records(ds.cast_column("image", ImageFeature(decode=False)), name=split)
+    recs = validate_records(ds.cast_column("image", ImageFeature(decode=False)), name=split)
+    return [cap_image(r, max_pixels) for r in recs] if max_pixels else recs
+
+
+def cap_image(record: dict, max_pixels: int) -> dict:
+    """Downscale a record's image to at most ``max_pixels`` pixels (aspect kept) and rescale its boxes to match."""
+    import math
+
+    from PIL import Image
+
+    img = record["image"]
+    w, h = img.size
+    if w * h <= max_pixels:
+        return record
+    s = math.sqrt(max_pixels / (w * h))
+    nw, nh = max(1, int(w * s)), max(1, int(h * s))
+    sx, sy = nw / w, nh / h
+    scale = lambda b: [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]  # noqa: E731
+    objects = [{**o, "box": scale(o["box"])} for o in record.get("objects") or []]
+    return {**record, "image": img.resize((nw, nh), Image.BICUBIC), "bbox": scale(record["bbox"]), "width": nw,
+            "height": nh, "objects": objects}
 
 
 def validate_records(rows, name: str = "dataset") -> list[dict]:

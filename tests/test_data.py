@@ -240,3 +240,19 @@ def test_validate_records_bbox_outside_image_names_sample(bbox):
 def test_validate_records_empty_raises():
     with pytest.raises(ValueError, match="empty"):
         data.validate_records([], name="nothing")
+
+
+def test_image_cap_rescales_image_and_boxes():
+    from PIL import Image
+
+    from ivt_lib.data import cap_image
+
+    rec = {"id": "big", "image": Image.new("RGB", (640, 480)), "bbox": [64.0, 48.0, 320.0, 240.0], "width": 640,
+           "height": 480, "objects": [{"shape": "s", "colour": "c", "size": "", "box": [0.0, 0.0, 640.0, 480.0]}]}
+    out = cap_image(rec, 160 * 120)
+    assert out["image"].size == (160, 120) and (out["width"], out["height"]) == (160, 120)
+    assert out["bbox"] == pytest.approx([16.0, 12.0, 80.0, 60.0])
+    assert out["objects"][0]["box"] == pytest.approx([0.0, 0.0, 160.0, 120.0])
+    assert cap_image(rec, 640 * 480) is rec  # small enough: untouched
+    small = data.load_split("test", limit=2, max_pixels=64 * 64)
+    assert all(r["image"].width * r["image"].height <= 64 * 64 for r in small)
