@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .io import atomic_dir
 from .scenes import iter_split
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,8 @@ def build_splits(out_dir: str | Path = DEFAULT_DIR, seed: int = 0, canvas: int =
     dd = DatasetDict({name: Dataset.from_list(list(iter_split(name, n, seed, canvas)), features=features())
                       for name, n in sizes.items()})
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    dd.save_to_disk(str(tmp))
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        dd.save_to_disk(str(tmp))
     log.info("saved splits %s to %s", {k: len(v) for k, v in dd.items()}, out)
     return dd
 

@@ -61,9 +61,9 @@ def per_family(configs: Mapping[str, Sequence[Trajectory]]) -> list[dict]:
     """Acc@0.5 at step 0 and at the last step, per family and configuration."""
     out = []
     for name, trajs in configs.items():
-        last = len(trajs[0].steps) - 1
+        last_by_family = metrics.by_family(trajs, len(trajs[0].steps) - 1)
         for fam, m0 in metrics.by_family(trajs, 0).items():
-            mT = metrics.by_family(trajs, last)[fam]
+            mT = last_by_family[fam]
             out.append({"configuration": name, "family": fam, "acc@0.5 step 0": m0["acc@0.5"],
                         "acc@0.5 last": mT["acc@0.5"], "mean_iou last": mT["mean_iou"], "n": m0["n"]})
     return out

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .io import atomic_dir
 from .loop import HFPolicy, Trajectory, run_loop
 from .rewards import PAPER_WEIGHTS, combined
 from .sft import LLM_TARGETS
@@ -191,18 +191,10 @@ class MultiStepGRPO:
 
     def save(self) -> None:
         """Atomically write adapter + optimiser + iteration + logs."""
-        tmp = self.out / "checkpoint.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.model.save_pretrained(tmp)
-        torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration}, tmp / "state.pt")
-        (tmp / "logs.json").write_text(json.dumps(self.logs))
-        old = self.out / "checkpoint.old"
-        if self.ckpt.exists():
-            self.ckpt.rename(old)
-        tmp.rename(self.ckpt)
-        if old.exists():
-            shutil.rmtree(old)
+        with atomic_dir(self.ckpt) as tmp:
+            self.model.save_pretrained(tmp)
+            torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration}, tmp / "state.pt")
+            (tmp / "logs.json").write_text(json.dumps(self.logs))
 
     def _maybe_resume(self) -> None:
         if not (self.ckpt / "state.pt").exists():
@@ -286,15 +278,7 @@ class MultiStepGRPO:
 
     def export(self, path: str | Path) -> str:
         """Merge the adapter into a plain model folder (loadable by ``load_model``); returns its path."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        merged = self.model.merge_and_unload()
-        merged.save_pretrained(tmp)
-        self.processor.save_pretrained(tmp)
-        (tmp / "grpo_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-        return str(path)
+        from .models import save_merged
+
+        return save_merged(self.model, self.processor, path,
+                           {"grpo_config.json": json.dumps(asdict(self.cfg), indent=1)})

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 PACKAGES = ("torch", "torchvision", "transformers", "trl", "peft", "datasets", "accelerate", "papermill")
 
@@ -31,6 +33,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh sibling ``<name>.tmp`` folder to fill; on success it replaces ``path`` by renames, so a kill at
+    any moment leaves either the old folder or the new one (checkpoints, exported models, saved datasets)."""
+    path = Path(path)
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -111,10 +111,11 @@ def by_family(trajs: Sequence[Trajectory], step: int = 0) -> dict[str, dict]:
 
 def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
     """The standard side-by-side report: step 0, last step, oracle (labelled), label-free rules, stability."""
+    steps = per_step(trajs)
     return {
-        "per_step": per_step(trajs),
-        "step0": step_metrics(trajs, 0),
-        "last": step_metrics(trajs, len(trajs[0].steps) - 1),
+        "per_step": steps,
+        "step0": steps[0],
+        "last": steps[-1],
         "oracle_best_step (uses GT)": select(trajs, oracle_rule),
         "stop_when_still": select(trajs, still_rule(still_eps)),
         "confidence": select(trajs, confidence_rule),

@@ -11,6 +11,19 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 
+def save_merged(peft_model, processor, path: str | Path, extra_files: dict[str, str] | None = None) -> str:
+    """Merge a LoRA adapter into its base and save model + processor as a plain folder that :func:`load_model`
+    reads (atomically); ``extra_files`` maps file names to text written beside them."""
+    from .io import atomic_dir
+
+    with atomic_dir(path) as tmp:
+        peft_model.merge_and_unload().save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return str(path)
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``."""
     if device == "auto":

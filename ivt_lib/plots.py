@@ -5,7 +5,8 @@ from typing import Mapping, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline",) else None
+if matplotlib.get_backend().lower() != "module://matplotlib_inline.backend_inline":
+    matplotlib.use("Agg")  # headless scripts and tests; notebooks keep their inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .loop import Trajectory  # noqa: E402

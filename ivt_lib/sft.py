@@ -8,7 +8,6 @@ that GRPO's adapter-disabled reference *is* the SFT policy).
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from .models import load_model, resolve_device
+    from .models import load_model, resolve_device, save_merged
 
     out = Path(out_dir)
     ckpts = out / "checkpoints"
@@ -91,15 +90,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     adapter, final = out / "adapter", out / "merged"
     if trainer.is_world_process_zero():  # under accelerate launch (DDP) only one process writes the results
         trainer.model.save_pretrained(adapter)
-        merged = trainer.model.merge_and_unload()
-        tmp = out / "merged.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        merged.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        save_merged(trainer.model, processor, final)
     trainer.accelerator.wait_for_everyone()
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {"merged": str(final), "adapter": str(adapter), "train_loss": result.training_loss,
@@ -115,5 +106,3 @@ def assistant_token_share(processor, dataset, n: int = 4) -> float:
     batch = coll([dict(dataset[i]) for i in range(min(n, len(dataset)))])
     lab = batch["labels"]
     return float((lab != -100).sum() / batch["attention_mask"].sum())
-
-

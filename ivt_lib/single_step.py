@@ -7,7 +7,6 @@ placeholder plus an ``image`` column, rewards receiving the dataset columns (``b
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -71,20 +70,13 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
 def run_single_step(model_path: str, samples: Sequence[dict], out_dir: str | Path, cfg: SingleStepConfig,
                     device: str = "auto", dtype: str = "float32") -> dict:
     """Train (resuming from the last checkpoint) and export the merged model; return paths and the log."""
+    from .models import save_merged
     from .sft import last_checkpoint
 
     out = Path(out_dir)
     trainer = make_trainer(model_path, samples, out, cfg, device, dtype)
     resume = last_checkpoint(out / "checkpoints")
     trainer.train(resume_from_checkpoint=resume)
-    merged = trainer.model.merge_and_unload()
-    tmp, final = out / "merged.tmp", out / "merged"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    trainer.processing_class.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return {"merged": str(final), "resumed_from": resume, "steps": trainer.state.global_step,
+    final = save_merged(trainer.model, trainer.processing_class, out / "merged")
+    return {"merged": final, "resumed_from": resume, "steps": trainer.state.global_step,
             "log_history": [h for h in trainer.state.log_history if "reward" in h]}

@@ -19,9 +19,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import torch
 
 from . import boxes as bx
-from .io import atomic_write_json, provenance
+from .io import atomic_dir, atomic_write_json, provenance
 from .parsing import format_box
 from .prompts import refine_messages, step0_messages, with_answer
 from .render import draw_box
@@ -145,19 +143,10 @@ def evaluate(model, processor, samples: list[dict]) -> dict:
 
 
 def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: list):
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best, "curve": curve},
-               tmp / "state.pt")
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best,
+                    "curve": curve}, tmp / "state.pt")
 
 
 def train(cfg: BaseTrainConfig) -> dict:

@@ -1,6 +1,5 @@
 """Multi-step GRPO: trl reference (loss and advantages), images reach the loss, edge cases, resume after a kill."""
 import doctest
-import random
 from types import SimpleNamespace
 
 import pytest
