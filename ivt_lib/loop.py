@@ -14,11 +14,13 @@ from typing import Protocol, Sequence
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
 
 from . import boxes as bx
 from .parsing import parse_box
 from .prompts import refine_messages, step0_messages
 from .render import draw_box
+from .sampling import SeededSampler, derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class Generation:
 class Policy(Protocol):
     """Anything that turns (messages, image) pairs into generations, batched."""
 
-    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]: ...
+    def generate(self, messages: list[list[dict]], images: list[Image.Image],
+                 seeds: Sequence[int] | None = None) -> list[Generation]: ...
 
 
 @dataclass
@@ -76,14 +79,30 @@ class Trajectory:
         return d
 
 
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def vision_token_ids(processor) -> list[int]:
+    """Ids of the vision placeholder tokens, which a completion must never contain: scoring such a completion with
+    its image makes the processor count one image token too many ("Image features and image tokens do not match")."""
+    tok = getattr(processor, "tokenizer", processor)
+    ids = [tok.convert_tokens_to_ids(t) for t in VISION_TOKENS]
+    return sorted({i for i in ids if isinstance(i, int) and i != tok.unk_token_id})
+
+
 class HFPolicy:
-    """Batched ``generate`` for any HF VLM + processor (left padding, greedy unless ``temperature > 0``)."""
+    """Batched ``generate`` for any HF VLM + processor (left padding, greedy unless ``temperature > 0``).
+
+    With ``seeds`` (one per pair), sampling is seeded per sequence (:class:`~ivt_lib.sampling.SeededSampler`): a
+    sequence's tokens depend on its own seed, not on the rest of the batch (GRPO rollouts across processes).
+    """
 
     def __init__(self, model, processor, max_new_tokens: int = 32, batch_size: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, show_progress: bool = False):
         self.model, self.processor = model, processor
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.temperature, self.top_p, self.show_progress = temperature, top_p, show_progress
+        self.suppress = vision_token_ids(processor)  # never generated (greedy or sampled)
 
     def encode(self, messages: list[list[dict]], images: list[Image.Image], add_generation_prompt: bool = True,
                padding_side: str = "left") -> dict:
@@ -99,24 +118,37 @@ class HFPolicy:
         return enc.to(self.model.device)
 
     @torch.no_grad()
-    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]:
-        """Generate for all pairs, ``batch_size`` at a time."""
+    def generate(self, messages: list[list[dict]], images: list[Image.Image],
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Generate for all pairs, ``batch_size`` at a time (``seeds``: per-sequence seeded sampling)."""
+        if seeds is not None and (len(seeds) != len(messages) or self.temperature <= 0):
+            raise ValueError(f"seeds: need one per prompt ({len(seeds)} for {len(messages)}) and temperature > 0 "
+                             f"(got {self.temperature})")
         out: list[Generation] = []
         starts = range(0, len(messages), self.batch_size)
         for s in tqdm(starts, desc="generate", leave=False, disable=not self.show_progress):
             enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
             sample = self.temperature > 0
-            gen = self.model.generate(
-                **enc, max_new_tokens=self.max_new_tokens, do_sample=sample,
-                temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
-                top_k=None, output_scores=True, return_dict_in_generate=True)
+            if seeds is not None:  # greedy over a seeded sampler's one-hot scores = per-sequence sampling
+                sampler = SeededSampler(seeds[s:s + self.batch_size], enc["input_ids"].shape[1], self.temperature,
+                                        self.top_p)
+                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          temperature=None, top_p=None, top_k=None, suppress_tokens=self.suppress,
+                                          logits_processor=LogitsProcessorList([sampler]), return_dict_in_generate=True)
+                scores = sampler.token_logps()
+            else:
+                gen = self.model.generate(
+                    **enc, max_new_tokens=self.max_new_tokens, do_sample=sample,
+                    temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
+                    top_k=None, suppress_tokens=self.suppress, output_scores=True, return_dict_in_generate=True)
+                scores = self.model.compute_transition_scores(gen.sequences, gen.scores, normalize_logits=True)
             new = gen.sequences[:, enc["input_ids"].shape[1]:]
-            scores = self.model.compute_transition_scores(gen.sequences, gen.scores, normalize_logits=True)
             pad = self.model.generation_config.pad_token_id
             eos = self.model.generation_config.eos_token_id
             valid = new != pad
             if eos is not None and pad != eos:  # the eos token itself counts once; padding after it does not
                 valid &= torch.cumsum((new == eos).int(), 1) - (new == eos).int() == 0
+            scores = scores.to(valid.device)
             mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).tolist()
             texts = self.processor.batch_decode(new, skip_special_tokens=True)
             ids = [row[m].tolist() for row, m in zip(new, valid)]
@@ -136,7 +168,8 @@ def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> Step
 
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
              stop_when_still: float | None = None, start_boxes: Sequence | None = None,
-             draw_previous: bool = True, show_progress: bool = True, record_inputs: bool = False) -> list[Trajectory]:
+             draw_previous: bool = True, show_progress: bool = True, record_inputs: bool = False,
+             sample_seeds: Sequence[int] | None = None) -> list[Trajectory]:
     """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
 
     Args:
@@ -146,17 +179,27 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         start_boxes: skip step 0 and use these pixel boxes (or ``None`` = nothing drawn) as step 0 (probes).
         draw_previous: False refines without drawing the previous box (the presence probe's "no box" arm).
         record_inputs: keep each generated step's messages, image and token ids in ``Trajectory.rollout`` (GRPO).
+        sample_seeds: one seed per sample: step ``t`` of sample ``i`` samples with ``derive_seed(seed_i, t)``, so a
+            trajectory does not depend on how samples are batched or split across processes (policy must sample).
     """
     if T < 0:
         raise ValueError(f"T must be >= 0, got {T}")
     if len(samples) == 0:
         raise ValueError("run_loop got an empty list of samples")
+    if sample_seeds is not None and len(sample_seeds) != len(samples):
+        raise ValueError(f"sample_seeds: {len(sample_seeds)} seeds for {len(samples)} samples")
+
+    def gen(msgs, imgs, idx, t):  # the seed argument only when asked for, so any Policy works without it
+        if sample_seeds is None:
+            return policy.generate(msgs, imgs)
+        return policy.generate(msgs, imgs, seeds=[derive_seed(sample_seeds[i], t) for i in idx])
+
     trajs = [Trajectory(str(s["id"]), str(s.get("family", "")), tuple(s["bbox"]), s["image"].width,
                         s["image"].height) for s in samples]
     images = [s["image"].convert("RGB") for s in samples]
     if start_boxes is None:
         msgs0 = [step0_messages(s["expression"]) for s in samples]
-        gens = policy.generate(msgs0, images)
+        gens = gen(msgs0, images, range(len(samples)), 0)
         for tr, g, m, im in zip(trajs, gens, msgs0, images):
             tr.steps.append(_step_record(g, tr.gt, tr.width, tr.height, coord_format))
             if record_inputs:
@@ -173,7 +216,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format) if prev else None
             msgs.append(refine_messages(samples[i]["expression"], prev_m, t, T))
             imgs.append(draw_box(images[i], prev) if draw_previous else images[i])
-        gens = policy.generate(msgs, imgs) if active else []
+        gens = gen(msgs, imgs, active, t) if active else []
         next_active = []
         for i, g, m, im in zip(active, gens, msgs, imgs):
             prev = trajs[i].steps[-1].box

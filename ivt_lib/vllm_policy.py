@@ -9,13 +9,14 @@ so this module imports anywhere; vLLM itself needs a GPU machine (``pip install 
     >>> pol = VLLMPolicy("Qwen/Qwen3-VL-4B-Instruct", max_new_tokens=64)      # doctest: +SKIP
     >>> trajs = run_loop(pol, samples, T=2)                                     # doctest: +SKIP
 
-Evaluation and rollouts only: vLLM keeps its own copy of the weights, so a trained model (e.g. the merged SFT folder)
-is loaded by path; GRPO's updates are not pushed into a running ``VLLMPolicy``.
+vLLM keeps its own copy of the weights: a trained model (e.g. the merged SFT folder) is loaded by path, and GRPO
+(``rollout_backend="vllm"``) pushes the policy's merged weights into the engine after every update with
+:meth:`VLLMPolicy.sync_weights`, as trl's colocate mode does (``trl/generation/vllm_generation.py``, trl 1.16).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
@@ -90,14 +91,15 @@ class VLLMPolicy:
             llm = vllm.LLM(model=self.model, **kwargs)
         self.llm = llm
 
-    def sampling_params(self):
-        """``vllm.SamplingParams`` for one call (``logprobs=1``: the sampled token's log-probability).
+    def sampling_params(self, seed: int | None = None):
+        """``vllm.SamplingParams`` for one request (``logprobs=1``: the sampled token's log-probability).
 
-        No per-request seed: identical prompts (a GRPO group) must be able to sample different answers; the engine's
-        ``seed`` makes a whole run reproducible.
+        ``seed`` (per request) makes a sequence's sample independent of its batch; without it the engine's ``seed``
+        makes a whole run reproducible and identical prompts (a GRPO group) still sample different answers.
         """
+        kw = {} if seed is None else {"seed": int(seed) % (2 ** 63)}
         return self._vllm.SamplingParams(temperature=self.temperature, top_p=self.top_p,
-                                         max_tokens=self.max_new_tokens, logprobs=1)
+                                         max_tokens=self.max_new_tokens, logprobs=1, **kw)
 
     def prompts(self, messages: list[list[dict]], images: list[Image.Image]) -> list[dict]:
         """vLLM inputs: the chat-templated text (with the image placeholder) and its image."""
@@ -106,11 +108,16 @@ class VLLMPolicy:
         return [{"prompt": self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
                  "multi_modal_data": {"image": im}} for m, im in zip(messages, images)]
 
-    def generate(self, messages: list[list[dict]], images: list[Image.Image]) -> list[Generation]:
-        """Generate for all pairs in one vLLM call (vLLM batches and schedules them itself)."""
+    def generate(self, messages: list[list[dict]], images: list[Image.Image],
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Generate for all pairs in one vLLM call (vLLM batches and schedules them itself); ``seeds``: one per
+        request."""
         if not messages:
             return []
-        outs = self.llm.generate(self.prompts(messages, images), sampling_params=self.sampling_params(),
+        if seeds is not None and len(seeds) != len(messages):
+            raise ValueError(f"seeds: {len(seeds)} for {len(messages)} prompts")
+        params = self.sampling_params() if seeds is None else [self.sampling_params(sd) for sd in seeds]
+        outs = self.llm.generate(self.prompts(messages, images), sampling_params=params,
                                  use_tqdm=self.show_progress)
         if len(outs) != len(messages):
             raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(messages)} prompts")
@@ -121,3 +128,36 @@ class VLLMPolicy:
             gens.append(Generation(c.text, mean_logprob(ids, c.logprobs, getattr(c, "cumulative_logprob", None)),
                                    ids))
         return gens
+
+    def sync_weights(self, model) -> int:
+        """Load ``model``'s current weights into the engine (LoRA merged first, then unmerged); returns the count.
+
+        Colocated engines only (``vllm.LLM`` in this process), as trl's ``vllm_mode="colocate"``; the prefix cache is
+        reset because cached keys/values were computed with the old weights.
+        """
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        n = 0
+        for name, tensor in vllm_named_weights(model):
+            runner.load_weights([(name, tensor)])
+            n += 1
+        self.llm.reset_prefix_cache()
+        return n
+
+
+def vllm_named_weights(model) -> Iterator[tuple[str, Any]]:
+    """``(hf_name, tensor)`` for every weight of ``model`` under the name vLLM loads; a peft model is merged while
+    iterating (LoRA tensors skipped, ``base_model.model.`` / ``.base_layer`` stripped), then unmerged."""
+    is_peft = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
+    if is_peft:
+        model.merge_adapter()
+    try:
+        for name, param in model.named_parameters():
+            if is_peft:
+                name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+                if "lora_" in name or "original_module" in name:
+                    continue
+                name = name.replace("modules_to_save.default.", "")
+            yield name, param.data
+    finally:
+        if is_peft:
+            model.unmerge_adapter()
