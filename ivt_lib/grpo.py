@@ -178,6 +178,14 @@ def rollout_rows(trajs: Sequence[Trajectory], advantages: torch.Tensor, banned_i
     return rows
 
 
+def rollout_digest(tokens: Sequence[tuple[str, list]]) -> str:
+    """Short sha256 of ``(sample_id, per-step token ids)`` pairs, order-free across prompts (stable within a group)."""
+    import hashlib
+
+    ordered = sorted(enumerate(tokens), key=lambda it: (it[1][0], it[0]))
+    return hashlib.sha256(json.dumps([t for _, t in ordered]).encode()).hexdigest()[:16]
+
+
 def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str = "qwen3") -> torch.Tensor:
     """The paper's reward on the final step only (no per-step shaping), through the reward registry."""
     return torch.tensor(combined([tr.steps[-1].text for tr in trajs], weights, bbox=[tr.gt for tr in trajs],
@@ -199,7 +207,7 @@ class MultiStepGRPO:
             raise ValueError("MultiStepGRPO got no training samples")
         self.cfg, self.samples, self.out = cfg, list(train_samples), Path(out_dir)
         self.model_path = str(model_path)
-        state = PartialState()  # under `accelerate launch` this joins the process group
+        state = PartialState(cpu=device == "cpu")  # under `accelerate launch`: joins the process group (gloo on CPU)
         self.rank, self.world, self.is_main = state.process_index, state.num_processes, state.is_main_process
         if cfg.prompts_per_iter < self.world:
             raise ValueError(f"prompts_per_iter={cfg.prompts_per_iter} < {self.world} processes: every process needs "
@@ -354,7 +362,8 @@ class MultiStepGRPO:
         self.iteration += 1
         loss_sum, kl_sum, clip_sum = self._all_sum(loss_sum, kl_sum, clip_sum)
         parts = self._all_gather({"rewards": rewards.tolist(), "ious": [tr.ious for tr in trajs],
-                                  "parse": [tr.steps[-1].parse_ok for tr in trajs]})
+                                  "parse": [tr.steps[-1].parse_ok for tr in trajs],
+                                  "tokens": [(tr.sample_id, [r["token_ids"] for r in tr.rollout]) for tr in trajs]})
         all_rewards = torch.tensor([r for p in parts for r in p["rewards"]])
         ious = np.array([i for p in parts for i in p["ious"]])
         entry = {"iteration": self.iteration, "loss": loss_sum, "reward_mean": float(all_rewards.mean()),
@@ -362,7 +371,9 @@ class MultiStepGRPO:
                  "clip_frac": clip_sum / max(n_tok, 1), "iou_per_step": ious.mean(0).tolist(),
                  "final_parse_rate": float(np.mean([x for p in parts for x in p["parse"]])),
                  "zero_adv_groups": int((all_rewards.view(-1, c.group_size).std(1) == 0).sum()), "rows": n_rows,
-                 "tokens": n_tok, "processes": self.world}
+                 "tokens": n_tok, "processes": self.world,
+                 # the same rollouts <=> the same digest, however many processes generated them
+                 "rollout_digest": rollout_digest([t for p in parts for t in p["tokens"]])}
         self.logs.append(entry)
         return entry
 

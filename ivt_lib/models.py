@@ -24,6 +24,25 @@ def save_merged(peft_model, processor, path: str | Path, extra_files: dict[str, 
     return str(path)
 
 
+def adapter_checksum(adapter_dir: str | Path) -> dict:
+    """Order-independent summary of the saved LoRA weights: float sums (tolerance-comparable) and a sha256 (exact)."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    sd = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    h = hashlib.sha256()
+    total = total_abs = 0.0
+    for k in sorted(sd):
+        t = sd[k].detach().to("cpu").contiguous()
+        h.update(k.encode())
+        h.update(t.numpy().tobytes())
+        total += float(t.double().sum())
+        total_abs += float(t.double().abs().sum())
+    return {"sum": total, "abs_sum": total_abs, "sha256": h.hexdigest(), "n_tensors": len(sd),
+            "n_params": sum(t.numel() for t in sd.values())}
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``."""
     if device == "auto":

@@ -16,6 +16,8 @@ vLLM keeps its own copy of the weights: a trained model (e.g. the merged SFT fol
 from __future__ import annotations
 
 import math
+
+import torch
 from typing import Any, Iterator, Sequence
 
 from PIL import Image
@@ -130,7 +132,7 @@ class VLLMPolicy:
         return gens
 
     def sync_weights(self, model) -> int:
-        """Load ``model``'s current weights into the engine (LoRA merged first, then unmerged); returns the count.
+        """Load ``model``'s current weights into the engine (LoRA deltas added out of place); returns the count.
 
         Colocated engines only (``vllm.LLM`` in this process), as trl's ``vllm_mode="colocate"``; the prefix cache is
         reset because cached keys/values were computed with the old weights.
@@ -145,19 +147,26 @@ class VLLMPolicy:
 
 
 def vllm_named_weights(model) -> Iterator[tuple[str, Any]]:
-    """``(hf_name, tensor)`` for every weight of ``model`` under the name vLLM loads; a peft model is merged while
-    iterating (LoRA tensors skipped, ``base_model.model.`` / ``.base_layer`` stripped), then unmerged."""
-    is_peft = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
-    if is_peft:
-        model.merge_adapter()
-    try:
+    """``(hf_name, tensor)`` for every weight of ``model`` under the name vLLM loads. For a peft model each LoRA-wrapped
+    weight is yielded as ``base + delta`` computed out of place (``get_delta_weight``), LoRA tensors are skipped and
+    ``base_model.model.`` / ``.base_layer`` stripped. Out of place, unlike trl's ``merge_adapter()``/``unmerge_adapter()``
+    round trip, so the trained model's bf16 base weights never drift over hundreds of syncs."""
+    is_peft = hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+    lora_modules = {n: m for n, m in model.named_modules() if is_peft and hasattr(m, "get_delta_weight")
+                    and hasattr(m, "base_layer")}
+    with torch.no_grad():
         for name, param in model.named_parameters():
+            tensor = param.data
             if is_peft:
-                name = name.removeprefix("base_model.model.").replace(".base_layer", "")
                 if "lora_" in name or "original_module" in name:
                     continue
+                owner = name.rsplit(".base_layer.", 1)[0] if ".base_layer." in name else None
+                if owner in lora_modules and name.endswith(".base_layer.weight"):
+                    mod = lora_modules[owner]
+                    if not getattr(mod, "merged", False) and not getattr(mod, "disable_adapters", False):
+                        for adapter in mod.active_adapters:
+                            if adapter in mod.lora_A:
+                                tensor = tensor + mod.get_delta_weight(adapter).to(tensor.dtype)
+                name = name.removeprefix("base_model.model.").replace(".base_layer", "")
                 name = name.replace("modules_to_save.default.", "")
-            yield name, param.data
-    finally:
-        if is_peft:
-            model.unmerge_adapter()
+            yield name, tensor

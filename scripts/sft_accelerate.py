@@ -21,7 +21,6 @@ process writes a JSON summary: losses and token counts per step, world size, and
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -71,23 +70,6 @@ def build_dataset(split: str, n: int, seed: int, jitter: float, data: str | None
     return traces.to_dataset(recs), stats
 
 
-def adapter_checksum(adapter_dir: Path) -> dict:
-    """Order-independent summary of the saved LoRA weights: float sums (tolerance-comparable) and a sha256 (exact)."""
-    from safetensors.torch import load_file
-
-    sd = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    h = hashlib.sha256()
-    total = total_abs = 0.0
-    for k in sorted(sd):
-        t = sd[k].detach().to("cpu").contiguous()
-        h.update(k.encode())
-        h.update(t.numpy().tobytes())
-        total += float(t.double().sum())
-        total_abs += float(t.double().abs().sum())
-    return {"sum": total, "abs_sum": total_abs, "sha256": h.hexdigest(), "n_tensors": len(sd),
-            "n_params": sum(t.numel() for t in sd.values())}
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -129,6 +111,8 @@ def main(argv=None) -> dict:
                "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                "train_loss": out["train_loss"], "device": device, "seed": args.seed}
     if state.is_main_process:
+        from ivt_lib.models import adapter_checksum
+
         summary["adapter_checksum"] = adapter_checksum(Path(out["adapter"]))
         res = Path(args.result) if args.result else Path(args.out) / "result.json"
         res.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import sys
 import types
 
 import numpy as np
+import torch
 import pytest
 
 from ivt_lib import boxes as bx
@@ -175,3 +176,98 @@ def test_run_loop_end_to_end(fake_vllm, tiny, test_samples):
         for st in tr.steps:
             assert st.mean_logprob == pytest.approx(expected_mean(fake_tokens(st.text)))
         assert [r["token_ids"] for r in tr.rollout] == [fake_tokens(st.text) for st in tr.steps]
+
+
+# ------------------------------------------------------------------------------------- GRPO rollouts through vLLM
+class FakeRunnerModel:
+    def __init__(self):
+        self.loaded: list[tuple[str, object]] = []
+
+    def load_weights(self, weights):
+        self.loaded.extend((n, t.detach().clone()) for n, t in weights)
+
+
+class FakeEngineLLM:
+    """A colocated engine: answers with real tokenizer ids (so GRPO can score them) and a box that depends on the
+    request's seed (so rewards vary within a group); records weight loads and prefix-cache resets."""
+
+    instances: list = []
+
+    def __init__(self, model, tokenizer=None, **kwargs):
+        self.model, self.kwargs, self.calls, self.resets = model, kwargs, [], 0
+        self.runner = FakeRunnerModel()
+        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=self.runner))
+        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=worker))
+        FakeEngineLLM.instances.append(self)
+
+    def reset_prefix_cache(self):
+        self.resets += 1
+
+    def generate(self, prompts, sampling_params=None, use_tqdm=True):
+        self.calls.append((prompts, sampling_params))
+        tok = FakeEngineLLM.tokenizer
+        outs = []
+        for p, sp in zip(prompts, sampling_params):
+            k = sp.kwargs["seed"] % 7
+            text = format_box((60 * k, 60 * k, 1000 - 60 * k, 1000 - 60 * k))  # centred: IoU > 0 and varies
+            ids = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+            lps = [{t: FakeLogprob(-0.5)} for t in ids]
+            outs.append(FakeRequestOutput(p["prompt"], FakeCompletion(text, ids, lps, -0.5 * len(ids))))
+        return outs
+
+
+def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny_dir, tiny, test_samples, tmp_path):
+    from ivt_lib import grpo
+
+    mod = types.ModuleType("vllm")
+    mod.LLM, mod.SamplingParams = FakeEngineLLM, FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    FakeEngineLLM.instances, FakeEngineLLM.tokenizer = [], tiny[1].tokenizer
+    cfg = grpo.GRPORunConfig(iterations=2, prompts_per_iter=2, group_size=3, T=1, max_new_tokens=24,
+                             learning_rate=1e-2, save_every=2, rollout_backend="vllm",
+                             vllm_kwargs={"gpu_memory_utilization": 0.3})
+    tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "g", cfg, device="cpu")
+    before = {n: p.detach().clone() for n, p in tr.model.get_base_model().named_parameters()}
+    logs = tr.train(show_progress=False)
+
+    (llm,) = FakeEngineLLM.instances  # one engine, built once, on the starting model
+    assert llm.model == str(tiny_dir) and llm.kwargs["gpu_memory_utilization"] == 0.3
+    assert len(llm.calls) == cfg.iterations * (cfg.T + 1)  # every rollout step went through vLLM
+    seeds = [sp.kwargs["seed"] for sp in llm.calls[0][1]]
+    assert len(seeds) == 6 and len(set(seeds)) == 6  # per-trajectory seeds: a group samples different answers
+    assert all(sp.kwargs["temperature"] == 1.0 for sp in llm.calls[0][1])
+    assert logs[0]["reward_std"] > 0 and logs[0]["rows"] == 12 and all(e["final_parse_rate"] == 1.0 for e in logs)
+
+    # iteration 1 rolls out with the engine's own (starting) weights; iteration 2 after one push of the update
+    assert llm.resets == 1
+    names = [n for n, _ in llm.runner.loaded]
+    base_names = [n for n, _ in tiny[0].named_parameters()]
+    assert sorted(names) == sorted(base_names)  # HF names, no lora_/base_layer/base_model.model. prefixes
+    pushed = dict(llm.runner.loaded)
+    q = next(n for n in names if n.endswith("self_attn.q_proj.weight") and "language_model" in n)
+    assert not torch.equal(pushed[q], dict(tiny[0].named_parameters())[q])  # the merged update reached the engine
+    # the push computes merged weights out of place: the trained model's base weights are bit-for-bit untouched
+    after = dict(tr.model.get_base_model().named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before if "lora_" not in n)
+
+
+def test_vllm_named_weights_equal_peft_merge(tiny):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from ivt_lib.sft import LLM_TARGETS
+    from ivt_lib.vllm_policy import vllm_named_weights
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(r=4, lora_alpha=8, target_modules=LLM_TARGETS))
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)  # a trained-looking adapter (B starts at 0)
+    ours = dict(vllm_named_weights(peft_model))
+    merged = dict(copy.deepcopy(peft_model).merge_and_unload().named_parameters())
+    assert ours.keys() == merged.keys()
+    assert max(float((ours[k] - merged[k]).abs().max()) for k in ours) < 1e-6
+    assert sum(not torch.equal(ours[k], dict(tiny[0].named_parameters())[k]) for k in ours) >= 4  # deltas applied
+    plain = dict(vllm_named_weights(tiny[0]))  # a plain model: its own names and tensors
+    assert all(plain[k].data_ptr() == p.data_ptr() for k, p in tiny[0].named_parameters())  # no copies

@@ -1,0 +1,93 @@
+"""Phase-2 GRPO beyond one process: ``ivt_lib.grpo.MultiStepGRPO`` under ``accelerate launch``.
+
+One process (plain ``python``) or N processes (``accelerate launch``) run the same code: each process rolls out its
+share of every iteration's prompts (whole groups), the loss is normalised by the tokens of the whole batch, and the
+LoRA gradients are summed over processes before the same optimiser step everywhere, so N processes give the same
+run as one (rollouts are seeded per trajectory, not per batch). The main process writes a JSON summary: per-iteration
+loss, reward, KL, token counts and a digest of the rollouts, the world size, and a checksum of the LoRA adapter.
+A killed run resumes from ``OUT/checkpoint`` when started again with the same arguments.
+
+    # one process, 4 prompts per iteration
+    python scripts/grpo_accelerate.py --model data/base_model --out runs/grpo_acc1
+    # two CPU processes (gloo), 2 prompts each: the same run. On CPU, use the torchrun launcher (--multi_gpu) with
+    # --device cpu; `accelerate launch --cpu --num_processes 2` starts ONE process without an MPI hostfile.
+    accelerate launch --multi_gpu --num_processes 2 scripts/grpo_accelerate.py --model data/base_model \
+        --out runs/grpo_acc2 --device cpu
+    # GPUs (bf16 weights, optional colocated vLLM rollouts: pip install vllm)
+    accelerate launch --config_file configs/accelerate_ddp.yaml scripts/grpo_accelerate.py \
+        --model runs/paper/sft/student/merged --dataset data/paper_benchmark --out runs/grpo_ddp --dtype bfloat16 \
+        --prompts 8 --iterations 300 --lr 1e-5 --lora-r 64 --max-new-tokens 256 --backend vllm
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import ivt_lib  # noqa: F401  (the torchvision shim must run before transformers is imported)
+
+log = logging.getLogger("grpo_accelerate")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model folder or hub id (GRPO's start: the merged SFT model)")
+    p.add_argument("--out", required=True, help="output folder (checkpoint/, merged/, result.json)")
+    p.add_argument("--dataset", default=None, help="dataset folder (default: the committed data/scenes)")
+    p.add_argument("--split", default="train", help="split to draw prompts from")
+    p.add_argument("--n-samples", type=int, default=0, help="first N samples of the split (0: all)")
+    p.add_argument("--max-image-pixels", type=int, default=0, help="image-size cap (0: as stored)")
+    p.add_argument("--iterations", type=int, default=2, help="GRPO updates")
+    p.add_argument("--prompts", type=int, default=4, help="prompts per iteration, over all processes")
+    p.add_argument("--group", type=int, default=4, help="trajectories per prompt (G)")
+    p.add_argument("--T", type=int, default=1, help="refinement steps per trajectory")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--beta", type=float, default=0.04, help="KL coefficient")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
+    p.add_argument("--micro-batch", type=int, default=8, help="rows per scoring forward")
+    p.add_argument("--seed", type=int, default=0, help="seed for the adapter init, prompts and rollouts")
+    p.add_argument("--device", default="auto", help="auto (this process's accelerator) or cpu")
+    p.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16, float16")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="rollout generation backend")
+    p.add_argument("--vllm-gpu-memory", type=float, default=0.3, help="vLLM gpu_memory_utilization (colocated)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+    from accelerate import PartialState
+
+    from ivt_lib.data import load_split
+    from ivt_lib.grpo import GRPORunConfig, MultiStepGRPO
+    from ivt_lib.models import adapter_checksum
+
+    state = PartialState(cpu=args.device == "cpu")  # joins the process group when launched (gloo on CPU)
+    kw = {} if args.dataset is None else {"path": args.dataset}
+    samples = load_split(args.split, limit=args.n_samples or None, max_pixels=args.max_image_pixels or None, **kw)
+    cfg = GRPORunConfig(iterations=args.iterations, prompts_per_iter=args.prompts, group_size=args.group, T=args.T,
+                        max_new_tokens=args.max_new_tokens, learning_rate=args.lr, beta=args.beta,
+                        lora_r=args.lora_r, lora_alpha=2 * args.lora_r, micro_batch=args.micro_batch,
+                        save_every=args.iterations, seed=args.seed, rollout_backend=args.backend,
+                        vllm_kwargs={"gpu_memory_utilization": args.vllm_gpu_memory} if args.backend == "vllm" else {})
+    trainer = MultiStepGRPO(args.model, samples, args.out, cfg, args.device, args.dtype)
+    logs = trainer.train(show_progress=state.is_main_process)
+    out = Path(args.out)
+    summary = {"world_size": trainer.world, "num_processes": state.num_processes,
+               "distributed_type": str(state.distributed_type), "backend": state.backend,
+               "prompts_per_iter": args.prompts, "group_size": args.group, "iterations": len(logs),
+               "logs": logs, "device": str(trainer.model.device), "seed": args.seed, "rollout_backend": args.backend}
+    if state.is_main_process:
+        summary["adapter_checksum"] = adapter_checksum(trainer.ckpt)
+        from ivt_lib.io import atomic_write_json
+
+        atomic_write_json(out / "result.json", summary)
+        log.info("wrote %s: %d iterations on %d processes", out / "result.json", len(logs), trainer.world)
+    trainer.export(out / "merged")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
