@@ -109,7 +109,30 @@ class StageConfig:
 
 
 @dataclass
-class BaseModelConfig(StageConfig):
+class GenerationStageConfig(StageConfig):
+    """A stage that generates with the model: which backend does it (vLLM is optional and GPU-only)."""
+
+    generation_backend: str = "hf"   # hf (transformers generate) | vllm (pip install vllm; GPU)
+    vllm_gpu_memory: float = 0.3     # vLLM gpu_memory_utilization per engine (a notebook may hold several)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.generation_backend in ("hf", "vllm"), "generation_backend", self.generation_backend,
+               "must be hf or vllm")
+        _check(0.05 <= self.vllm_gpu_memory <= 0.95, "vllm_gpu_memory", self.vllm_gpu_memory,
+               "must be in [0.05, 0.95] (a fraction of the GPU's memory)")
+        _check(self.generation_backend != "vllm" or self.device != "cpu", "generation_backend",
+               self.generation_backend, "vllm needs a GPU: use hf with device=cpu")
+
+    def policy_kwargs(self) -> dict:
+        """Arguments for :func:`ivt_lib.models.load_policy` from this config."""
+        return {"backend": self.generation_backend, "device": self.device, "dtype": self.dtype,
+                "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+                "vllm_gpu_memory": self.vllm_gpu_memory}
+
+
+@dataclass
+class BaseModelConfig(GenerationStageConfig):
     """Notebook 00: the base grounder, single-shot."""
 
     retrain: bool = False
@@ -123,7 +146,7 @@ class BaseModelConfig(StageConfig):
 
 
 @dataclass
-class NaiveConfig(StageConfig):
+class NaiveConfig(GenerationStageConfig):
     """Notebook 01: naive iteration (the base model refines its own boxes)."""
 
     T: int = 2
@@ -142,7 +165,7 @@ class NaiveConfig(StageConfig):
 
 
 @dataclass
-class TeacherSynthConfig(StageConfig):
+class TeacherSynthConfig(GenerationStageConfig):
     """Notebook 02: teacher traces from the base model's own step-0 errors on the train split."""
 
     split: str = "train"
@@ -176,7 +199,7 @@ class TeacherSynthConfig(StageConfig):
 
 
 @dataclass
-class SFTStageConfig(StageConfig):
+class SFTStageConfig(GenerationStageConfig):
     """Notebook 03: LoRA SFT on the teacher traces, then the T-step evaluation."""
 
     max_new_tokens: int = 64
@@ -206,7 +229,7 @@ class SFTStageConfig(StageConfig):
 
 
 @dataclass
-class GRPOStageConfig(StageConfig):
+class GRPOStageConfig(GenerationStageConfig):
     """Notebook 04: multi-step GRPO from the SFT model, and the single-step trl GRPO ablation from the base."""
 
     max_new_tokens: int = 96

@@ -82,3 +82,22 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "flo
     model.eval()
     log.info("loaded %s (%.1f M params) on %s", src, sum(p.numel() for p in model.parameters()) / 1e6, device)
     return model, processor
+
+
+def load_policy(source: str | Path, backend: str = "hf", device: str = "auto", dtype: str = "float32",
+                max_new_tokens: int = 32, batch_size: int = 32, show_progress: bool = True,
+                vllm_gpu_memory: float = 0.3):
+    """A greedy :class:`~ivt_lib.loop.Policy` on a model folder or hub id: ``HFPolicy`` (``backend="hf"``) or a
+    ``VLLMPolicy`` engine (``"vllm"``, imported only then; GPU)."""
+    if backend == "vllm":
+        from .vllm_policy import VLLMPolicy
+
+        kw = {} if dtype in ("auto", "float32") else {"dtype": dtype}
+        return VLLMPolicy(str(source), max_new_tokens=max_new_tokens, show_progress=show_progress,
+                          gpu_memory_utilization=vllm_gpu_memory, **kw)
+    if backend != "hf":
+        raise ValueError(f"backend={backend!r}: expected 'hf' or 'vllm'")
+    from .loop import HFPolicy
+
+    model, processor = load_model(source, device, dtype)
+    return HFPolicy(model, processor, max_new_tokens, batch_size, show_progress=show_progress)

@@ -104,6 +104,10 @@ INVALID = [
     (BaseModelConfig, {"retrain_steps": 100}, "retrain_steps"),
     (BaseModelConfig, {"grid_n": -1}, "grid_n"),
     (BaseModelConfig, {"batch_size": 0}, "batch_size"),
+    (NaiveConfig, {"generation_backend": "sglang"}, "generation_backend"),
+    (NaiveConfig, {"generation_backend": "vllm", "device": "cpu"}, "generation_backend"),
+    (BaseModelConfig, {"vllm_gpu_memory": 0.0}, "vllm_gpu_memory"),
+    (BaseModelConfig, {"vllm_gpu_memory": 1.0}, "vllm_gpu_memory"),
 ]
 
 
@@ -203,7 +207,7 @@ def test_model_source_local_and_hub(project_root):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_notebook_configs_registry():
+def test_notebook_configs_registry(real_root):  # real tree: the notebooks folder
     from ivt_lib.reproduce import notebooks
 
     assert NOTEBOOK_CONFIGS["00_base_model"] is BaseModelConfig
@@ -263,3 +267,13 @@ def test_paper_tier_is_valid_apart_from_its_dataset():
 def test_load_tier_unknown_raises():
     with pytest.raises(ConfigError, match="parameter tier="):
         load_tier("huge")
+
+
+def test_generation_backend_is_a_field_of_every_generating_stage():
+    from ivt_lib.config import NOTEBOOK_CONFIGS, GenerationStageConfig
+
+    generating = {n for n, c in NOTEBOOK_CONFIGS.items() if issubclass(c, GenerationStageConfig)}
+    assert generating == {n for n in NOTEBOOK_CONFIGS if n[:2] in ("00", "01", "02", "03", "04")}
+    cfg = NaiveConfig(generation_backend="vllm", device="cuda", vllm_gpu_memory=0.5, batch_size=8)
+    assert cfg.policy_kwargs() == {"backend": "vllm", "device": "cuda", "dtype": "float32", "max_new_tokens": 32,
+                                   "batch_size": 8, "vllm_gpu_memory": 0.5}

@@ -271,3 +271,19 @@ def test_vllm_named_weights_equal_peft_merge(tiny):
     assert sum(not torch.equal(ours[k], dict(tiny[0].named_parameters())[k]) for k in ours) >= 4  # deltas applied
     plain = dict(vllm_named_weights(tiny[0]))  # a plain model: its own names and tensors
     assert all(plain[k].data_ptr() == p.data_ptr() for k, p in tiny[0].named_parameters())  # no copies
+
+
+def test_load_policy_selects_the_backend(fake_vllm, tiny_dir):
+    from ivt_lib.loop import HFPolicy
+    from ivt_lib.models import load_policy
+    from ivt_lib.vllm_policy import VLLMPolicy
+
+    hf = load_policy(tiny_dir, "hf", device="cpu", max_new_tokens=7, batch_size=3)
+    assert isinstance(hf, HFPolicy) and hf.max_new_tokens == 7 and hf.batch_size == 3
+    assert FakeLLM.instances == []  # no engine for the hf backend
+    v = load_policy(tiny_dir, "vllm", dtype="bfloat16", max_new_tokens=9, vllm_gpu_memory=0.4)
+    assert isinstance(v, VLLMPolicy) and v.max_new_tokens == 9 and v.temperature == 0.0
+    assert FakeLLM.instances[-1].kwargs == {"limit_mm_per_prompt": {"image": 1}, "gpu_memory_utilization": 0.4,
+                                            "dtype": "bfloat16"}
+    with pytest.raises(ValueError, match="backend"):
+        load_policy(tiny_dir, "sglang")
