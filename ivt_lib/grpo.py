@@ -193,6 +193,14 @@ def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str 
                                  coord_format=coord_format), dtype=torch.float32)
 
 
+def _resume_relevant(cfg: GRPORunConfig) -> dict:
+    """The settings a checkpoint must share with the run that resumes it (all but the length and save cadence)."""
+    d = asdict(cfg)
+    for k in ("iterations", "save_every"):
+        d.pop(k)
+    return d
+
+
 class MultiStepGRPO:
     """Multi-step GRPO on a LoRA adapter over ``model_path`` (typically the merged SFT model); one or more processes."""
 
@@ -238,7 +246,8 @@ class MultiStepGRPO:
         if self.is_main:
             with atomic_dir(self.ckpt) as tmp:
                 self.model.save_pretrained(tmp)
-                torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration}, tmp / "state.pt")
+                torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration,
+                            "config": _resume_relevant(self.cfg)}, tmp / "state.pt")
                 (tmp / "logs.json").write_text(json.dumps(self.logs))
         self._barrier()
 
@@ -254,6 +263,11 @@ class MultiStepGRPO:
 
         set_peft_model_state_dict(self.model, load_file(self.ckpt / "adapter_model.safetensors"))
         st = torch.load(self.ckpt / "state.pt", weights_only=False)
+        saved, now = st.get("config"), _resume_relevant(self.cfg)
+        if saved is not None and saved != now:
+            diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+            raise ValueError(f"{self.ckpt} was written with other settings {diff} (saved, now): delete that folder "
+                             "or use another out_dir; only `iterations` and `save_every` may change on resume")
         self.opt.load_state_dict(st["opt"])
         self.iteration, self.logs = st["iteration"], json.loads((self.ckpt / "logs.json").read_text())
         log.info("resumed GRPO at iteration %d", self.iteration)

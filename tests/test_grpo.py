@@ -1,5 +1,6 @@
 """Multi-step GRPO: trl reference (loss and advantages), images reach the loss, edge cases, resume after a kill."""
 import doctest
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -147,5 +148,8 @@ def test_resume_after_kill_matches_uninterrupted(tiny_dir, tmp_path, test_sample
     pa = {n: p for n, p in full.model.named_parameters() if p.requires_grad}
     pb = {n: p for n, p in resumed.model.named_parameters() if p.requires_grad}
     assert all(torch.allclose(pa[n], pb[n], atol=1e-5) for n in pa)
+    with pytest.raises(ValueError, match="other settings.*learning_rate"):  # a checkpoint of another recipe
+        grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "b",
+                           grpo.GRPORunConfig(**{**asdict(cfg), "learning_rate": 1e-3}), device="cpu")
     out = resumed.export(tmp_path / "merged")
     assert (tmp_path / "merged" / "config.json").exists() and out.endswith("merged")
