@@ -7,8 +7,10 @@ that GRPO's adapter-disabled reference *is* the SFT policy).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,26 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
 
 
+def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig) -> dict:
+    """What a checkpoint must share with the run that resumes it: model, data (row count + a hash of the
+    conversations) and every hyper-parameter except the save/log cadence."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps")}
+    h = hashlib.sha256(json.dumps(train_dataset["messages"], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"model": str(model_path), "rows": len(train_dataset), "messages_sha256": h, **d}
+
+
+def check_resume(manifest_path: Path, manifest: dict) -> None:
+    """Refuse to resume checkpoints written by another recipe (trl would silently continue them)."""
+    if not manifest_path.exists():
+        return
+    saved = json.loads(manifest_path.read_text())
+    diff = {k: (saved.get(k), manifest.get(k)) for k in sorted(set(saved) | set(manifest))
+            if saved.get(k) != manifest.get(k)}
+    if diff:
+        raise ValueError(f"{manifest_path.parent} holds an SFT run with other settings {diff} (saved, now): delete "
+                         "that folder or use another out_dir")
+
+
 def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConfig, device: str = "auto",
             dtype: str = "float32") -> dict:
     """Train a LoRA adapter on ``train_dataset`` (``messages`` + ``images``); save adapter + merged model."""
@@ -59,6 +81,8 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
 
     out = Path(out_dir)
     ckpts = out / "checkpoints"
+    manifest = run_manifest(model_path, train_dataset, cfg)
+    check_resume(out / "run_config.json", manifest)  # before any work: loses nothing
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
     model.train()
@@ -84,6 +108,10 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     resume = last_checkpoint(ckpts)
     if resume:
         log.info("resuming SFT from %s", resume)
+    if trainer.is_world_process_zero():
+        from .io import atomic_write_json
+
+        atomic_write_json(out / "run_config.json", manifest)
     result = trainer.train(resume_from_checkpoint=resume)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())

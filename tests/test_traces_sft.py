@@ -84,6 +84,12 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")
     assert out["resumed_from"].endswith("checkpoint-2") and out["steps"] == 4
     assert (tmp_path / "merged" / "config.json").exists() and (tmp_path / "adapter" / "adapter_config.json").exists()
+    # checkpoints of another recipe are refused before any work, not silently continued
+    with pytest.raises(ValueError, match="other settings.*learning_rate"):
+        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=4, batch_size=4, save_steps=2,
+                                                                        logging_steps=1, learning_rate=5e-4), device="cpu")
+    with pytest.raises(ValueError, match="rows"):
+        sft.run_sft(str(tiny_dir), trace_ds.select(range(len(trace_ds) - 1)), tmp_path, cfg, device="cpu")
     assert out["trainable_params"] < 0.1 * out["total_params"]
     from ivt_lib.models import load_model
 
