@@ -2,7 +2,8 @@
 
 Each ``__post_init__`` checks values, so bad parameters fail before any work starts with a message that names the
 parameter. Relative paths resolve against the project root, so a notebook works from papermill (cwd = root) and from
-JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/{smoke,default,paper}.yaml``: one section per notebook.
+JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/<tier>.yaml`` (smoke, default, paper = one 80 GB GPU, paper_24gb = one 24 GB GPU): one section
+per notebook.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-TIERS = ("smoke", "default", "paper")
+TIERS = ("smoke", "default", "paper", "paper_24gb")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -212,6 +213,7 @@ class SFTStageConfig(GenerationStageConfig):
     epochs: float = 2.0
     max_steps: int = -1
     train_batch_size: int = 16
+    grad_accum: int = 1
     save_steps: int = 50
     quantize_4bit: bool = False
     ablation_jittered: bool = True
@@ -225,6 +227,7 @@ class SFTStageConfig(GenerationStageConfig):
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _check(self.epochs > 0 or self.max_steps > 0, "epochs", self.epochs, "epochs or max_steps must be > 0")
         _check(self.train_batch_size >= 1, "train_batch_size", self.train_batch_size, "must be >= 1")
+        _check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be an int >= 1")
         _check(self.save_steps >= 1, "save_steps", self.save_steps, "must be >= 1")
 
 
@@ -245,6 +248,8 @@ class GRPOStageConfig(GenerationStageConfig):
     epsilon: float = 0.2
     lora_r: int = 16
     lora_alpha: int = 32
+    micro_batch: int = 24
+    quantize_4bit: bool = False
     save_every: int = 10
     still_eps: float = 0.05
     single_step: bool = True
@@ -265,6 +270,10 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(self.beta >= 0, "beta", self.beta, "must be >= 0")
         _check(0 < self.epsilon < 1, "epsilon", self.epsilon, "must be in (0, 1)")
         _check(self.save_every >= 1, "save_every", self.save_every, "must be >= 1")
+        _check(isinstance(self.micro_batch, int) and self.micro_batch >= 1, "micro_batch", self.micro_batch,
+               "must be an int >= 1")
+        _check(not (self.quantize_4bit and self.generation_backend == "vllm"), "quantize_4bit", self.quantize_4bit,
+               "4-bit weights cannot be pushed into a vLLM engine: use generation_backend hf")
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
 

@@ -69,6 +69,7 @@ class GRPORunConfig:
     epsilon: float = 0.2
     loss_type: str = "bnpo"             # token mean over the batch ("grpo": per-row mean, then mean)
     micro_batch: int = 24               # rows per scoring forward (gradient accumulation inside an iteration)
+    quantize_4bit: bool = False         # QLoRA: 4-bit NF4 base weights (GPU, bitsandbytes)
     lora_r: int = 16
     lora_alpha: int = 32
     reward_weights: dict = field(default_factory=lambda: dict(PAPER_WEIGHTS))
@@ -90,6 +91,10 @@ class GRPORunConfig:
             raise ValueError("iterations and prompts_per_iter must be >= 1 and T >= 0")
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"rollout_backend={self.rollout_backend!r}: expected 'hf' or 'vllm'")
+        if self.rollout_backend == "vllm" and self.quantize_4bit:
+            raise ValueError("quantize_4bit: 4-bit weights cannot be pushed into a vLLM engine (use rollout_backend='hf')")
+        if self.micro_batch < 1 or self.gen_batch_size < 1:
+            raise ValueError("micro_batch and gen_batch_size must be >= 1")
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -222,7 +227,7 @@ class MultiStepGRPO:
                              "at least one prompt per iteration")
         if device == "auto" and self.world > 1:
             device = str(state.device)  # this process's accelerator (cuda:LOCAL_RANK), or the CPU
-        base, self.processor = load_model(model_path, device, dtype)
+        base, self.processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
         torch.manual_seed(cfg.seed)
         self.model = get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                      target_modules=LLM_TARGETS, task_type="CAUSAL_LM"))

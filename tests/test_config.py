@@ -108,6 +108,9 @@ INVALID = [
     (NaiveConfig, {"generation_backend": "vllm", "device": "cpu"}, "generation_backend"),
     (BaseModelConfig, {"vllm_gpu_memory": 0.0}, "vllm_gpu_memory"),
     (BaseModelConfig, {"vllm_gpu_memory": 1.0}, "vllm_gpu_memory"),
+    (config.SFTStageConfig, {"grad_accum": 0}, "grad_accum"),
+    (config.GRPOStageConfig, {"micro_batch": 0}, "micro_batch"),
+    (config.GRPOStageConfig, {"quantize_4bit": True, "generation_backend": "vllm", "device": "cuda"}, "quantize_4bit"),
 ]
 
 
@@ -135,7 +138,7 @@ def test_model_folder_with_config_json_is_accepted(tmp_path):
 @pytest.mark.parametrize("kwargs", [
     {"split": "train"}, {"split": "validation"}, {"dtype": "bfloat16"}, {"dtype": "auto"}, {"device": "cpu"},
     {"device": "cuda"}, {"device": "cuda:1"}, {"coord_format": "qwen25"}, {"min_acc": 1.0}, {"n_samples": 5},
-    {"tier": "smoke"}, {"tier": "paper"},
+    {"tier": "smoke"}, {"tier": "paper"}, {"tier": "paper_24gb"},
 ])
 def test_valid_values_are_accepted(kwargs):
     cfg = StageConfig(**kwargs)
@@ -252,13 +255,14 @@ def test_smoke_tier_stays_small_and_off_committed_results():
             assert cfg.path(attr).is_relative_to(config.ROOT / "runs" / "smoke"), (nb, attr)
 
 
-def test_paper_tier_is_valid_apart_from_its_dataset():
+@pytest.mark.parametrize("tier", ["paper", "paper_24gb"])
+def test_paper_tier_is_valid_apart_from_its_dataset(tier):
     """The paper dataset is built only with hub access; swapped for the local one, everything else validates."""
-    for nb, section in load_tier("paper").items():
+    for nb, section in load_tier(tier).items():
         cls = NOTEBOOK_CONFIGS[nb]
         assert section["model"] == HUB_ID
         cfg = cls.from_params({**section, "dataset": "data/scenes"})
-        assert cfg.tier == "paper" and cfg.dtype == "bfloat16"
+        assert cfg.tier == tier and cfg.dtype == "bfloat16"
         if not resolve_path(section["dataset"]).exists():
             with pytest.raises(ConfigError, match="parameter dataset="):
                 cls.from_params(section)
@@ -277,3 +281,22 @@ def test_generation_backend_is_a_field_of_every_generating_stage():
     cfg = NaiveConfig(generation_backend="vllm", device="cuda", vllm_gpu_memory=0.5, batch_size=8)
     assert cfg.policy_kwargs() == {"backend": "vllm", "device": "cuda", "dtype": "float32", "max_new_tokens": 32,
                                    "batch_size": 8, "vllm_gpu_memory": 0.5}
+
+
+def test_paper_24gb_is_the_paper_recipe_with_less_memory():
+    """Same model, data, steps and optimiser-step batch as the 80 GB tier; QLoRA and smaller forward batches."""
+    big, small = load_tier("paper"), load_tier("paper_24gb")
+    assert big.keys() == small.keys()
+    memory_keys = {"tier", "batch_size", "train_batch_size", "grad_accum", "micro_batch", "quantize_4bit",
+                   "results_dir", "figures_dir", "runs_dir", "traces_dir", "sft_model", "trajectories_dir"}
+    for nb in big:
+        b, s = big[nb], small[nb]
+        assert {k: v for k, v in b.items() if k not in memory_keys} == {k: v for k, v in s.items() if k not in memory_keys}, nb
+        if "batch_size" in b:
+            assert s["batch_size"] <= b["batch_size"], nb
+        for k in ("results_dir", "runs_dir"):
+            assert "paper_24gb" in s[k], (nb, k)  # 4-bit numerics differ: never mixed with the 80 GB results
+    assert big["03_sft"]["quantize_4bit"] is False and small["03_sft"]["quantize_4bit"] is True
+    assert small["04_grpo"]["quantize_4bit"] is True and small["04_grpo"]["micro_batch"] < big["04_grpo"]["micro_batch"]
+    step = lambda c: c["train_batch_size"] * c.get("grad_accum", 1)  # noqa: E731
+    assert step(big["03_sft"]) == step(small["03_sft"]) == 16

@@ -120,6 +120,12 @@ def test_config_validation():
         grpo.GRPORunConfig(group_size=1)
     with pytest.raises(ValueError, match="temperature"):
         grpo.GRPORunConfig(temperature=0)
+    with pytest.raises(ValueError, match="rollout_backend"):
+        grpo.GRPORunConfig(rollout_backend="sglang")
+    with pytest.raises(ValueError, match="4-bit"):
+        grpo.GRPORunConfig(rollout_backend="vllm", quantize_4bit=True)
+    with pytest.raises(ValueError, match="micro_batch"):
+        grpo.GRPORunConfig(micro_batch=0)
 
 
 def test_resume_after_kill_matches_uninterrupted(tiny_dir, tmp_path, test_samples, monkeypatch):
