@@ -431,3 +431,30 @@ def test_command_line_builds_and_rebuilds_from_ids(fixture_dirs, tmp_path):
     for s, n in SIZES.items():
         a, b = load_split(s, tmp_path / "a"), load_split(s, tmp_path / "b")
         assert len(a) == n and [r["id"] for r in a] == [r["id"] for r in b]
+
+
+@pytest.mark.parametrize("tier", ["paper", "paper_24gb"])
+def test_paper_tier_notebooks_run_on_the_fixture_benchmark(saved_benchmark, tier, tmp_path):
+    """Notebooks 00 and 01 under papermill with a paper tier's parameters, on a benchmark built from data shaped like
+    the three real datasets (small images; the tier's ``max_image_pixels`` cap stays set). Only what this machine
+    cannot provide is overridden: the shipped tiny model for Qwen3-VL-4B, the CPU and float32 for the GPU and bf16, and small
+    sample counts and floors."""
+    import papermill as pm
+
+    from ivt_lib.config import ROOT
+
+    out, _ = saved_benchmark
+    params = load_tier(tier)
+    override = {"model": str(ROOT / "data" / "base_model"), "dataset": str(out), "device": "cpu",
+                "dtype": "float32", "n_samples": 3, "batch_size": 4, "max_new_tokens": 24, "min_acc": 0.0,
+                "min_parse_rate": 0.0, "results_dir": str(tmp_path / "results"),
+                "figures_dir": str(tmp_path / "figures"), "runs_dir": str(tmp_path / "runs")}
+    for nb in ("00_base_model", "01_naive_iteration_collapse"):
+        section = {**params[nb], **override}
+        assert section["max_image_pixels"] == 1048576 and section["tier"] == tier  # the tier's own cap and name
+        pm.execute_notebook(str(ROOT / "notebooks" / f"{nb}.ipynb"), str(tmp_path / f"{nb}.ipynb"),
+                            parameters=section, cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+    base = json.loads((tmp_path / "results" / "base_model.json").read_text())
+    naive = json.loads((tmp_path / "results" / "naive_iteration.json").read_text())
+    assert base["overall"]["n"] == 3 and set(base["by_family"]) <= {"refcocog", "refl4", "refadv"}
+    assert len(naive["per_step"]) == params["01_naive_iteration_collapse"]["T"] + 1
