@@ -230,6 +230,15 @@ class SFTStageConfig(GenerationStageConfig):
         _check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be an int >= 1")
         _check(self.save_steps >= 1, "save_steps", self.save_steps, "must be >= 1")
 
+    def sft_run_config(self):
+        """The :class:`ivt_lib.sft.SFTRunConfig` of this stage (shared by notebook 03 and ``scripts/sft_accelerate.py``)."""
+        from .sft import SFTRunConfig
+
+        return SFTRunConfig(lora_r=self.lora_r, lora_alpha=self.lora_alpha, learning_rate=self.learning_rate,
+                            epochs=self.epochs, max_steps=self.max_steps, batch_size=self.train_batch_size,
+                            grad_accum=self.grad_accum, save_steps=self.save_steps, seed=self.seed,
+                            quantize_4bit=self.quantize_4bit, bf16=self.dtype == "bfloat16")
+
 
 @dataclass
 class GRPOStageConfig(GenerationStageConfig):
@@ -277,6 +286,20 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
 
+    def grpo_run_config(self):
+        """The :class:`ivt_lib.grpo.GRPORunConfig` of this stage (shared by notebook 04 and
+        ``scripts/grpo_accelerate.py``)."""
+        from .grpo import GRPORunConfig
+
+        return GRPORunConfig(iterations=self.iterations, prompts_per_iter=self.prompts_per_iter,
+                             group_size=self.group_size, T=self.T, temperature=self.temperature,
+                             max_new_tokens=self.max_new_tokens, learning_rate=self.learning_rate, beta=self.beta,
+                             epsilon=self.epsilon, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                             micro_batch=self.micro_batch, quantize_4bit=self.quantize_4bit,
+                             gen_batch_size=self.batch_size, save_every=self.save_every, seed=self.seed,
+                             coord_format=self.coord_format, rollout_backend=self.generation_backend,
+                             vllm_kwargs={"gpu_memory_utilization": self.vllm_gpu_memory})
+
 
 @dataclass
 class EvaluationConfig(StageConfig):
@@ -320,6 +343,29 @@ def load_tier(tier: str) -> dict[str, dict]:
     _check(tier in TIERS, "tier", tier, f"must be one of {TIERS}")
     with open(ROOT / "params" / f"{tier}.yaml") as f:
         return yaml.safe_load(f) or {}
+
+
+def tier_config(tier: str, notebook: str, overrides: Mapping[str, Any] | None = None) -> StageConfig:
+    """The validated config of one notebook in a tier (``params/<tier>.yaml``), with ``overrides`` applied; what the
+    notebook would run with. Scripts use it to run a stage exactly as its notebook would (e.g. on several GPUs)."""
+    _check(notebook in NOTEBOOK_CONFIGS, "notebook", notebook, f"must be one of {sorted(NOTEBOOK_CONFIGS)}")
+    cls = NOTEBOOK_CONFIGS[notebook]
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {f.name for f in fields(cls)}
+    _check(not unknown, "overrides", sorted(unknown), f"not parameters of {notebook}")
+    return cls.from_params({**load_tier(tier)[notebook], **overrides})
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` (values parsed as YAML: numbers, booleans, strings) -> dict."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        _check("=" in pair, "--set", pair, "must look like key=value")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
 
 
 def model_source(value: str) -> str:

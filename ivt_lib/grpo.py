@@ -198,12 +198,14 @@ def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str 
                                  coord_format=coord_format), dtype=torch.float32)
 
 
+# Settings that change only memory, speed or bookkeeping, not the run's result (rollouts are batch-invariant): a
+# checkpoint may be resumed with other values, e.g. written by scripts/grpo_accelerate.py and finished by notebook 04.
+_RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "gen_batch_size", "vllm_kwargs")
+
+
 def _resume_relevant(cfg: GRPORunConfig) -> dict:
-    """The settings a checkpoint must share with the run that resumes it (all but the length and save cadence)."""
-    d = asdict(cfg)
-    for k in ("iterations", "save_every"):
-        d.pop(k)
-    return d
+    """The settings a checkpoint must share with the run that resumes it."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
 
 
 class MultiStepGRPO:
@@ -225,7 +227,7 @@ class MultiStepGRPO:
         if cfg.prompts_per_iter < self.world:
             raise ValueError(f"prompts_per_iter={cfg.prompts_per_iter} < {self.world} processes: every process needs "
                              "at least one prompt per iteration")
-        if device == "auto" and self.world > 1:
+        if device in ("auto", "cuda") and self.world > 1:
             device = str(state.device)  # this process's accelerator (cuda:LOCAL_RANK), or the CPU
         base, self.processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
         torch.manual_seed(cfg.seed)
@@ -272,7 +274,7 @@ class MultiStepGRPO:
         if saved is not None and saved != now:
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             raise ValueError(f"{self.ckpt} was written with other settings {diff} (saved, now): delete that folder "
-                             "or use another out_dir; only `iterations` and `save_every` may change on resume")
+                             f"or use another out_dir; only {', '.join(_RESUMABLE_CHANGES)} may change on resume")
         self.opt.load_state_dict(st["opt"])
         self.iteration, self.logs = st["iteration"], json.loads((self.ckpt / "logs.json").read_text())
         log.info("resumed GRPO at iteration %d", self.iteration)

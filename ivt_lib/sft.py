@@ -51,12 +51,18 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
 
 
-def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig) -> dict:
+def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: int | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it: model, data (row count + a hash of the
-    conversations) and every hyper-parameter except the save/log cadence."""
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps")}
+    conversations), the optimiser-step batch (per-device batch x accumulation x processes, so N processes with
+    accumulation a/N may be finished by one process with a) and every other hyper-parameter except the save/log
+    cadence."""
+    import os
+
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "batch_size", "grad_accum")}
     h = hashlib.sha256(json.dumps(train_dataset["messages"], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"model": str(model_path), "rows": len(train_dataset), "messages_sha256": h, **d}
+    return {"model": str(model_path), "rows": len(train_dataset), "messages_sha256": h,
+            "step_batch": cfg.batch_size * cfg.grad_accum * world, **d}
 
 
 def check_resume(manifest_path: Path, manifest: dict) -> None:
@@ -69,6 +75,16 @@ def check_resume(manifest_path: Path, manifest: dict) -> None:
     if diff:
         raise ValueError(f"{manifest_path.parent} holds an SFT run with other settings {diff} (saved, now): delete "
                          "that folder or use another out_dir")
+
+
+def _finished_state(checkpoint: str | None):
+    """The checkpoint's ``TrainerState`` when it is the end of its run (``global_step >= max_steps``), else None."""
+    if not checkpoint or not (Path(checkpoint) / "adapter_model.safetensors").exists():
+        return None
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state if 0 < state.max_steps <= state.global_step else None
 
 
 def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConfig, device: str = "auto",
@@ -112,7 +128,20 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         from .io import atomic_write_json
 
         atomic_write_json(out / "run_config.json", manifest)
-    result = trainer.train(resume_from_checkpoint=resume)
+    finished = _finished_state(resume)
+    if finished is not None:
+        # Trainer would take one more step when resumed at max_steps (transformers 5.24): load the result instead
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        log.info("SFT run in %s already finished at step %d: loading it, no further steps", resume,
+                 finished.global_step)
+        set_peft_model_state_dict(trainer.model, load_file(str(Path(resume) / "adapter_model.safetensors")))
+        trainer.state = finished
+        losses = [h["loss"] for h in finished.log_history if "loss" in h]
+        train_loss = sum(losses) / max(len(losses), 1)  # mean of the logged losses (the run's own average is not saved)
+    else:
+        train_loss = trainer.train(resume_from_checkpoint=resume).training_loss
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     adapter, final = out / "adapter", out / "merged"
@@ -121,7 +150,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         save_merged(trainer.model, processor, final)
     trainer.accelerator.wait_for_everyone()
     history = [h for h in trainer.state.log_history if "loss" in h]
-    return {"merged": str(final), "adapter": str(adapter), "train_loss": result.training_loss,
+    return {"merged": str(final), "adapter": str(adapter), "train_loss": train_loss,
             "steps": trainer.state.global_step, "trainable_params": trainable, "total_params": total,
             "resumed_from": resume, "log_history": history, "world_size": trainer.args.world_size}
 

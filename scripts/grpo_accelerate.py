@@ -7,13 +7,19 @@ run as one (rollouts are seeded per trajectory, not per batch). The main process
 loss, reward, KL, token counts and a digest of the rollouts, the world size, and a checksum of the LoRA adapter.
 A killed run resumes from ``OUT/checkpoint`` when started again with the same arguments.
 
+**Tier mode** (``--tier T``): every setting comes from notebook 04's section of ``params/T.yaml`` (``--set key=value``
+overrides), and the run writes to ``<runs_dir>/grpo``, where notebook 04 looks. Run GRPO on several GPUs first, then
+``make reproduce TIER=T``: notebook 04 finds the finished checkpoint, resumes it (no further updates) and evaluates.
+
     # one process, 4 prompts per iteration
     python scripts/grpo_accelerate.py --model data/base_model --out runs/grpo_acc1
     # two CPU processes (gloo), 2 prompts each: the same run. On CPU, use the torchrun launcher (--multi_gpu) with
     # --device cpu; `accelerate launch --cpu --num_processes 2` starts ONE process without an MPI hostfile.
     accelerate launch --multi_gpu --num_processes 2 scripts/grpo_accelerate.py --model data/base_model \
         --out runs/grpo_acc2 --device cpu
-    # GPUs (bf16 weights, optional colocated vLLM rollouts: pip install vllm)
+    # the paper tier's GRPO stage on all GPUs of this machine; notebook 04 then evaluates it
+    accelerate launch --config_file configs/accelerate_ddp.yaml scripts/grpo_accelerate.py --tier paper
+    # GPUs, explicit settings (bf16 weights, optional colocated vLLM rollouts: pip install vllm)
     accelerate launch --config_file configs/accelerate_ddp.yaml scripts/grpo_accelerate.py \
         --model runs/paper/sft/student/merged --dataset data/paper_benchmark --out runs/grpo_ddp --dtype bfloat16 \
         --prompts 8 --iterations 300 --lr 1e-5 --lora-r 64 --max-new-tokens 256 --backend vllm
@@ -31,8 +37,11 @@ log = logging.getLogger("grpo_accelerate")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model folder or hub id (GRPO's start: the merged SFT model)")
-    p.add_argument("--out", required=True, help="output folder (checkpoint/, merged/, result.json)")
+    p.add_argument("--tier", default=None, help="take every setting from notebook 04 of params/TIER.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --tier: override a notebook-04 parameter (repeatable)")
+    p.add_argument("--model", help="model folder or hub id (GRPO's start: the merged SFT model); not with --tier")
+    p.add_argument("--out", help="output folder (checkpoint/, merged/, result.json); not with --tier")
     p.add_argument("--dataset", default=None, help="dataset folder (default: the committed data/scenes)")
     p.add_argument("--split", default="train", help="split to draw prompts from")
     p.add_argument("--n-samples", type=int, default=0, help="first N samples of the split (0: all)")
@@ -51,7 +60,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16, float16")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="rollout generation backend")
     p.add_argument("--vllm-gpu-memory", type=float, default=0.3, help="vLLM gpu_memory_utilization (colocated)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tier is None and (args.model is None or args.out is None):
+        p.error("give --tier, or --model and --out")
+    if args.tier is not None and (args.model or args.out):
+        p.error("--tier takes the model and output folder from the tier file (use --set to override)")
+    return args
+
+
+def from_tier(args):
+    """(model, train samples, output folder, run config, device, dtype) exactly as notebook 04 builds them."""
+    from ivt_lib import config
+    from ivt_lib.data import load_split
+
+    cfg = config.tier_config(args.tier, "04_grpo", config.parse_overrides(args.set))
+    samples = load_split("train", cfg.path("dataset"), cfg.train_n or None, cfg.max_pixels)
+    return (config.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", cfg.grpo_run_config(),
+            cfg.device, cfg.dtype)
+
+
+def from_args(args):
+    """(model, train samples, output folder, run config, device, dtype) from the explicit arguments."""
+    from ivt_lib.data import load_split
+    from ivt_lib.grpo import GRPORunConfig
+
+    kw = {} if args.dataset is None else {"path": args.dataset}
+    samples = load_split(args.split, limit=args.n_samples or None, max_pixels=args.max_image_pixels or None, **kw)
+    cfg = GRPORunConfig(iterations=args.iterations, prompts_per_iter=args.prompts, group_size=args.group, T=args.T,
+                        max_new_tokens=args.max_new_tokens, learning_rate=args.lr, beta=args.beta,
+                        lora_r=args.lora_r, lora_alpha=2 * args.lora_r, micro_batch=args.micro_batch,
+                        save_every=args.iterations, seed=args.seed, rollout_backend=args.backend,
+                        vllm_kwargs={"gpu_memory_utilization": args.vllm_gpu_memory} if args.backend == "vllm" else {})
+    return args.model, samples, Path(args.out), cfg, args.device, args.dtype
 
 
 def main(argv=None) -> dict:
@@ -60,25 +100,18 @@ def main(argv=None) -> dict:
 
     from accelerate import PartialState
 
-    from ivt_lib.data import load_split
-    from ivt_lib.grpo import GRPORunConfig, MultiStepGRPO
+    from ivt_lib.grpo import MultiStepGRPO
     from ivt_lib.models import adapter_checksum
 
-    state = PartialState(cpu=args.device == "cpu")  # joins the process group when launched (gloo on CPU)
-    kw = {} if args.dataset is None else {"path": args.dataset}
-    samples = load_split(args.split, limit=args.n_samples or None, max_pixels=args.max_image_pixels or None, **kw)
-    cfg = GRPORunConfig(iterations=args.iterations, prompts_per_iter=args.prompts, group_size=args.group, T=args.T,
-                        max_new_tokens=args.max_new_tokens, learning_rate=args.lr, beta=args.beta,
-                        lora_r=args.lora_r, lora_alpha=2 * args.lora_r, micro_batch=args.micro_batch,
-                        save_every=args.iterations, seed=args.seed, rollout_backend=args.backend,
-                        vllm_kwargs={"gpu_memory_utilization": args.vllm_gpu_memory} if args.backend == "vllm" else {})
-    trainer = MultiStepGRPO(args.model, samples, args.out, cfg, args.device, args.dtype)
+    model, samples, out, cfg, device, dtype = from_tier(args) if args.tier else from_args(args)
+    state = PartialState(cpu=device == "cpu")  # joins the process group when launched (gloo on CPU)
+    trainer = MultiStepGRPO(model, samples, out, cfg, device, dtype)
     logs = trainer.train(show_progress=state.is_main_process)
-    out = Path(args.out)
     summary = {"world_size": trainer.world, "num_processes": state.num_processes,
                "distributed_type": str(state.distributed_type), "backend": state.backend,
-               "prompts_per_iter": args.prompts, "group_size": args.group, "iterations": len(logs),
-               "logs": logs, "device": str(trainer.model.device), "seed": args.seed, "rollout_backend": args.backend}
+               "prompts_per_iter": cfg.prompts_per_iter, "group_size": cfg.group_size, "iterations": len(logs),
+               "logs": logs, "device": str(trainer.model.device), "seed": cfg.seed, "tier": args.tier,
+               "rollout_backend": cfg.rollout_backend}
     if state.is_main_process:
         summary["adapter_checksum"] = adapter_checksum(trainer.ckpt)
         from ivt_lib.io import atomic_write_json

@@ -7,6 +7,12 @@ so N processes x batch b give the same updates as 1 process x batch N*b. Data: s
 jittered starts on the first ``--n-samples`` samples of a split (deterministic, no base model needed). The main
 process writes a JSON summary: losses and token counts per step, world size, and a checksum of the LoRA adapter.
 
+**Tier mode** (``--tier T``): every setting comes from notebook 03's section of ``params/T.yaml`` (``--set key=value``
+overrides), the data are notebook 02's teacher traces (``<traces_dir>/student``) and the run writes to
+``<runs_dir>/sft/student``, where notebook 03 looks. The gradient accumulation of the tier is divided by the number of
+processes, so the optimiser-step batch (and the number of steps) is the tier's. Then ``make reproduce TIER=T``:
+notebook 03 finds the finished run, resumes it (no further steps) and evaluates.
+
     # one process, per-device batch 4
     python scripts/sft_accelerate.py --model data/base_model --out runs/sft_acc1 --batch-size 4
     # two CPU processes (DDP over gloo), per-device batch 2: the same global batch of 4. On CPU, use the torchrun
@@ -14,7 +20,9 @@ process writes a JSON summary: losses and token counts per step, world size, and
     # unless it is given an MPI hostfile (--mpirun_hostfile).
     accelerate launch --multi_gpu --num_processes 2 scripts/sft_accelerate.py --model data/base_model \
         --out runs/sft_acc2 --batch-size 2 --device cpu
-    # GPUs: configs/accelerate_ddp.yaml or configs/accelerate_deepspeed_zero2.yaml (pip install deepspeed)
+    # the paper tier's SFT stage on 2 GPUs (after notebook 02 wrote the traces); notebook 03 then evaluates it
+    accelerate launch --config_file configs/accelerate_ddp.yaml --num_processes 2 scripts/sft_accelerate.py --tier paper
+    # GPUs, explicit settings: configs/accelerate_ddp.yaml or configs/accelerate_deepspeed_zero2.yaml (pip install deepspeed)
     accelerate launch --config_file configs/accelerate_ddp.yaml scripts/sft_accelerate.py \
         --model Qwen/Qwen3-VL-4B-Instruct --out runs/sft_ddp --bf16 --dtype bfloat16
 """
@@ -34,8 +42,11 @@ log = logging.getLogger("sft_accelerate")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model folder or hub id (the SFT starting point)")
-    p.add_argument("--out", required=True, help="output folder (checkpoints/, adapter/, merged/)")
+    p.add_argument("--tier", default=None, help="take every setting from notebook 03 of params/TIER.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --tier: override a notebook-03 parameter (repeatable)")
+    p.add_argument("--model", help="model folder or hub id (the SFT starting point); not with --tier")
+    p.add_argument("--out", help="output folder (checkpoints/, adapter/, merged/); not with --tier")
     p.add_argument("--result", default=None, help="JSON summary path (default: OUT/result.json)")
     p.add_argument("--data", default=None, help="dataset folder (default: the committed data/scenes)")
     p.add_argument("--split", default="train", help="split of --data to build traces from")
@@ -51,7 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16, float16")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights (GPU, bitsandbytes)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tier is None and (args.model is None or args.out is None):
+        p.error("give --tier, or --model and --out")
+    if args.tier is not None and (args.model or args.out):
+        p.error("--tier takes the model and output folder from the tier file (use --set to override)")
+    return args
 
 
 def build_dataset(split: str, n: int, seed: int, jitter: float, data: str | None = None):
@@ -70,9 +86,36 @@ def build_dataset(split: str, n: int, seed: int, jitter: float, data: str | None
     return traces.to_dataset(recs), stats
 
 
+def from_tier(args):
+    """(model, traces, output folder, run config, device, dtype) as notebook 03 builds them, with the tier's
+    accumulation divided over the processes."""
+    from dataclasses import replace
+
+    from accelerate import PartialState
+    from datasets import load_from_disk
+
+    from ivt_lib import config
+
+    cfg = config.tier_config(args.tier, "03_sft", config.parse_overrides(args.set))
+    state = PartialState(cpu=cfg.device == "cpu")  # joins the process group when launched
+    run_cfg = cfg.sft_run_config()
+    if run_cfg.grad_accum % state.num_processes:
+        raise SystemExit(f"grad_accum={run_cfg.grad_accum} of tier {args.tier} is not divisible by "
+                         f"{state.num_processes} processes: the step batch would change (use --set grad_accum=...)")
+    run_cfg = replace(run_cfg, grad_accum=run_cfg.grad_accum // state.num_processes)
+    device = str(state.device) if cfg.device in ("auto", "cuda") else cfg.device
+    traces_dir = cfg.path("traces_dir") / "student"
+    if not traces_dir.exists():
+        raise SystemExit(f"no teacher traces at {traces_dir}: run notebook 02 of tier {args.tier} first")
+    ds = load_from_disk(str(traces_dir))
+    return config.model_source(cfg.model), ds, cfg.path("runs_dir") / "sft" / "student", run_cfg, device, cfg.dtype
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if args.tier:
+        return main_tier(args)
 
     # --- seed ---------------------------------------------------------------------------------------------------
     from transformers import set_seed
@@ -120,6 +163,32 @@ def main(argv=None) -> dict:
         tmp.write_text(json.dumps(summary, indent=1))
         os.replace(tmp, res)
         log.info("wrote %s: final loss %.5f, world size %d", res, summary["final_loss"], summary["world_size"])
+    state.wait_for_everyone()
+    return summary
+
+
+def main_tier(args) -> dict:
+    """Tier mode: notebook 03's SFT run, on however many processes were launched."""
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from ivt_lib.models import adapter_checksum
+    from ivt_lib.sft import run_sft
+
+    model, ds, out_dir, cfg, device, dtype = from_tier(args)
+    set_seed(cfg.seed)
+    out = run_sft(model, ds, out_dir, cfg, device=device, dtype=dtype)
+    state = PartialState()
+    summary = {"tier": args.tier, "world_size": out["world_size"], "steps": out["steps"],
+               "per_device_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
+               "global_batch": cfg.batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
+               "losses": [h["loss"] for h in out["log_history"]], "train_loss": out["train_loss"], "device": device}
+    if state.is_main_process:
+        from ivt_lib.io import atomic_write_json
+
+        summary["adapter_checksum"] = adapter_checksum(Path(out["adapter"]))
+        atomic_write_json(out_dir / "result.json", summary)
+        log.info("wrote %s: %d steps on %d processes", out_dir / "result.json", out["steps"], out["world_size"])
     state.wait_for_everyone()
     return summary
 

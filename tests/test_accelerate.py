@@ -157,3 +157,68 @@ def test_grpo_two_processes_resume_after_a_stop(grpo_runs):
     assert resumed["logs"][-1]["loss"] == pytest.approx(two["logs"][-1]["loss"], abs=TOL)
     c2, c3 = two["adapter_checksum"], resumed["adapter_checksum"]
     assert c3["abs_sum"] == pytest.approx(c2["abs_sum"], rel=1e-6)
+
+
+# ------------------------------------------------------------------------------- tier mode: scripts, then notebooks
+def _sets(overrides: dict) -> list[str]:
+    return [f"--set={k}={v}" for k, v in overrides.items()]
+
+
+@pytest.fixture(scope="module")
+def tier_workflow(tmp_path_factory):
+    """The multi-GPU workflow on 2 CPU processes: SFT (03's settings) and GRPO (04's settings) of the smoke tier run by
+    the scripts with `--tier smoke`, each followed by its notebook, which must resume the finished run and evaluate."""
+    import importlib.util
+
+    import papermill as pm
+
+    from ivt_lib.config import load_tier
+
+    root = tmp_path_factory.mktemp("tier")
+    runs = root / "runs"
+    spec = importlib.util.spec_from_file_location("sft_accelerate", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ds, _ = mod.build_dataset("train", 8, 0, 0.4)  # stands in for notebook 02's teacher traces
+    ds.save_to_disk(str(runs / "traces" / "student"))
+    common = {"runs_dir": str(runs), "results_dir": str(root / "results"), "figures_dir": str(root / "figures"),
+              "device": "cpu"}
+    sft_over = {**common, "traces_dir": str(runs / "traces"), "train_batch_size": 2, "grad_accum": 2, "max_steps": 2}
+    sft_script = _run(_launch2(SCRIPT, ["--tier", "smoke", *_sets(sft_over)]), runs / "sft" / "student")
+    tier = load_tier("smoke")
+    pm.execute_notebook(str(ROOT / "notebooks" / "03_sft.ipynb"), str(root / "03.ipynb"), cwd=str(ROOT),
+                        parameters={**tier["03_sft"], **sft_over, "ablation_jittered": False},
+                        kernel_name="python3", progress_bar=False)
+    grpo_over = {**common, "sft_model": str(runs / "sft" / "student" / "merged")}
+    grpo_script = _run(_launch2(GRPO_SCRIPT, ["--tier", "smoke", *_sets(grpo_over)]), runs / "grpo")
+    pm.execute_notebook(str(ROOT / "notebooks" / "04_grpo.ipynb"), str(root / "04.ipynb"), cwd=str(ROOT),
+                        parameters={**tier["04_grpo"], **grpo_over, "single_step": False},
+                        kernel_name="python3", progress_bar=False)
+    return sft_script, grpo_script, root
+
+
+def test_tier_mode_sft_runs_the_notebook_recipe_and_the_notebook_finishes_it(tier_workflow):
+    sft_script, _, root = tier_workflow
+    assert sft_script["world_size"] == 2 and sft_script["tier"] == "smoke"
+    assert sft_script["grad_accum"] == 1 and sft_script["global_batch"] == 4  # 2 x 2 of the tier, over 2 processes
+    nb = json.loads((root / "results" / "sft.json").read_text())
+    assert nb["sft"]["resumed_from"].endswith("checkpoint-2") and nb["sft"]["steps"] == sft_script["steps"] == 2
+    assert [h["loss"] for h in nb["sft_loss_curve"]] == pytest.approx(sft_script["losses"], abs=1e-9)  # no new steps
+
+
+def test_tier_mode_grpo_runs_the_notebook_recipe_and_the_notebook_finishes_it(tier_workflow):
+    _, grpo_script, root = tier_workflow
+    assert grpo_script["world_size"] == 2 and grpo_script["tier"] == "smoke" and grpo_script["iterations"] == 2
+    nb = json.loads((root / "results" / "grpo.json").read_text())
+    assert [e["rollout_digest"] for e in nb["training_log"]] == [e["rollout_digest"] for e in grpo_script["logs"]]
+    assert [e["processes"] for e in nb["training_log"]] == [2, 2]  # trained by the script, evaluated by the notebook
+    assert len(nb["per_step"]) == 2  # T=1 of the smoke tier: step 0 and step 1
+
+
+def test_tier_mode_rejects_unknown_overrides_and_mixed_arguments(tmp_path):
+    bad = subprocess.run([sys.executable, str(GRPO_SCRIPT), "--tier", "smoke", "--set", "no_such_param=1"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no_such_param" in bad.stderr
+    mixed = subprocess.run([sys.executable, str(SCRIPT), "--tier", "smoke", "--out", str(tmp_path)],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 2 and "--tier takes" in mixed.stderr

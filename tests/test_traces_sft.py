@@ -84,6 +84,12 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")
     assert out["resumed_from"].endswith("checkpoint-2") and out["steps"] == 4
     assert (tmp_path / "merged" / "config.json").exists() and (tmp_path / "adapter" / "adapter_config.json").exists()
+    from ivt_lib.models import adapter_checksum
+
+    before = adapter_checksum(tmp_path / "adapter")
+    again = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")  # a finished run: loaded, not extended
+    assert again["steps"] == 4 and [h["loss"] for h in again["log_history"]] == [h["loss"] for h in out["log_history"]]
+    assert adapter_checksum(tmp_path / "adapter")["sha256"] == before["sha256"]
     # checkpoints of another recipe are refused before any work, not silently continued
     with pytest.raises(ValueError, match="other settings.*learning_rate"):
         sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=4, batch_size=4, save_steps=2,
