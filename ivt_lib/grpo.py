@@ -224,9 +224,10 @@ class MultiStepGRPO:
         self.model_path = str(model_path)
         state = PartialState(cpu=device == "cpu")  # under `accelerate launch`: joins the process group (gloo on CPU)
         self.rank, self.world, self.is_main = state.process_index, state.num_processes, state.is_main_process
-        if cfg.prompts_per_iter < self.world:
-            raise ValueError(f"prompts_per_iter={cfg.prompts_per_iter} < {self.world} processes: every process needs "
-                             "at least one prompt per iteration")
+        per_iter = min(cfg.prompts_per_iter, len(self.samples))
+        if per_iter < self.world:
+            raise ValueError(f"{per_iter} prompts per iteration (prompts_per_iter={cfg.prompts_per_iter}, "
+                             f"{len(self.samples)} samples) for {self.world} processes: every process needs at least one")
         if device in ("auto", "cuda") and self.world > 1:
             device = str(state.device)  # this process's accelerator (cuda:LOCAL_RANK), or the CPU
         base, self.processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
@@ -298,7 +299,7 @@ class MultiStepGRPO:
             from .vllm_policy import VLLMPolicy
 
             self._vllm = VLLMPolicy(self.model_path, self.processor, c.max_new_tokens, c.temperature, c.top_p,
-                                    seed=c.seed, **c.vllm_kwargs)
+                                    seed=c.seed, colocate=True, **c.vllm_kwargs)
             self._vllm_synced_at = 0 if self.iteration == 0 else -1  # resumed: the engine holds the SFT weights
         if self._vllm_synced_at != self.iteration:
             self._vllm.sync_weights(self.model)
@@ -377,9 +378,10 @@ class MultiStepGRPO:
             loss_sum += float(loss.detach()) * weight
             kl_sum += st["kl"] * mb_tok
             clip_sum += st["clip_frac"] * mb_tok
-        self._sum_gradients()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
+        if n_rows > 0:  # no scorable row anywhere (every completion banned/empty): no update, on every process
+            self._sum_gradients()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
         self.iteration += 1
         loss_sum, kl_sum, clip_sum = self._all_sum(loss_sum, kl_sum, clip_sum)
         parts = self._all_gather({"rewards": rewards.tolist(), "ious": [tr.ious for tr in trajs],

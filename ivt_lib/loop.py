@@ -145,9 +145,11 @@ class HFPolicy:
             new = gen.sequences[:, enc["input_ids"].shape[1]:]
             pad = self.model.generation_config.pad_token_id
             eos = self.model.generation_config.eos_token_id
+            eos_ids = [e for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
             valid = new != pad
-            if eos is not None and pad != eos:  # the eos token itself counts once; padding after it does not
-                valid &= torch.cumsum((new == eos).int(), 1) - (new == eos).int() == 0
+            if eos_ids and pad not in eos_ids:  # the eos token itself counts once; padding after it does not
+                is_eos = torch.isin(new, torch.tensor(eos_ids, device=new.device)).int()
+                valid &= torch.cumsum(is_eos, 1) - is_eos == 0
             scores = scores.to(valid.device)
             mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).tolist()
             texts = self.processor.batch_decode(new, skip_special_tokens=True)

@@ -11,13 +11,38 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 
-def save_merged(peft_model, processor, path: str | Path, extra_files: dict[str, str] | None = None) -> str:
+def is_quantized(model) -> bool:
+    """True for a model (or peft model) whose weights are bitsandbytes-quantized (QLoRA)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)
+                or getattr(base, "quantization_config", None) is not None
+                or getattr(getattr(base, "config", None), "quantization_config", None) is not None)
+
+
+def save_merged(peft_model, processor, path: str | Path, extra_files: dict[str, str] | None = None,
+                dtype: str = "bfloat16") -> str:
     """Merge a LoRA adapter into its base and save model + processor as a plain folder that :func:`load_model`
-    reads (atomically); ``extra_files`` maps file names to text written beside them."""
+    reads (atomically); ``extra_files`` maps file names to text written beside them.
+
+    A QLoRA adapter is merged into a fresh ``dtype`` copy of its base model, not into the 4-bit weights: merging
+    into NF4 rounds the small LoRA update back onto the 4-bit grid and loses most of it.
+    """
+    import tempfile
+
     from .io import atomic_dir
 
     with atomic_dir(path) as tmp:
-        peft_model.merge_and_unload().save_pretrained(tmp)
+        if is_quantized(peft_model):
+            from peft import PeftModel
+
+            base_src = peft_model.peft_config[peft_model.active_adapter].base_model_name_or_path
+            log.info("QLoRA: merging the adapter into a %s copy of %s, not into the 4-bit weights", dtype, base_src)
+            with tempfile.TemporaryDirectory() as adapter_dir:
+                peft_model.save_pretrained(adapter_dir)
+                base, _ = load_model(base_src, "cpu", dtype)  # on the CPU: the GPU holds the 4-bit model
+                PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().save_pretrained(tmp)
+        else:
+            peft_model.merge_and_unload().save_pretrained(tmp)
         processor.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
@@ -36,7 +61,7 @@ def adapter_checksum(adapter_dir: str | Path) -> dict:
     for k in sorted(sd):
         t = sd[k].detach().to("cpu").contiguous()
         h.update(k.encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: bf16 has no numpy dtype
         total += float(t.double().sum())
         total_abs += float(t.double().abs().sum())
     return {"sum": total, "abs_sum": total_abs, "sha256": h.hexdigest(), "n_tensors": len(sd),

@@ -9,7 +9,8 @@ compare 1 and 2 processes. vLLM has the same notion (``SamplingParams(seed=...)`
 The sampler is a transformers ``LogitsProcessor`` used with greedy decoding: it applies temperature and top-p, draws
 one uniform number per row from ``hash(seed, position)`` (splitmix64, vectorised in numpy) and keeps only the token
 at that quantile of the row's distribution (inverse-CDF sampling, exact in distribution), so ``argmax`` picks it. It
-also records the log-probability of each chosen token under the tempered distribution (the label-free confidence).
+also records the log-probability of each chosen token under the distribution it was drawn from (tempered, top-p
+renormalised), the label-free confidence, as HF's processed scores give it.
 """
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ class SeededSampler:
         zero = probs.gather(1, chosen) == 0
         if zero.any():
             chosen = torch.where(zero, probs.argmax(-1, keepdim=True), chosen)
-        self.logps.append(logp.gather(1, chosen).squeeze(1))
+        # log-prob under the distribution actually sampled (tempered, top-p renormalised), as HF's processed scores
+        chosen_p = probs.gather(1, chosen).squeeze(1) / probs.sum(-1)
+        self.logps.append(torch.log(chosen_p).to(logp.dtype) if self.top_p < 1.0 else logp.gather(1, chosen).squeeze(1))
         out = torch.full_like(scores, float("-inf"))
         return out.scatter(1, chosen, 0.0)
 

@@ -60,8 +60,11 @@ def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: 
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "batch_size", "grad_accum")}
-    h = hashlib.sha256(json.dumps(train_dataset["messages"], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"model": str(model_path), "rows": len(train_dataset), "messages_sha256": h,
+    msgs = train_dataset["messages"][:]  # a list (datasets 5 returns a lazy Column, whose str() is a preview)
+    h = hashlib.sha256(json.dumps(msgs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    local = Path(model_path)
+    model = str(local.resolve()) if local.exists() else str(model_path)  # relative or absolute: the same folder
+    return {"model": model, "rows": len(train_dataset), "messages_sha256": h,
             "step_batch": cfg.batch_size * cfg.grad_accum * world, **d}
 
 
@@ -98,7 +101,8 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     out = Path(out_dir)
     ckpts = out / "checkpoints"
     manifest = run_manifest(model_path, train_dataset, cfg)
-    check_resume(out / "run_config.json", manifest)  # before any work: loses nothing
+    if last_checkpoint(ckpts):  # before any work; a run killed before its first checkpoint blocks nothing
+        check_resume(out / "run_config.json", manifest)
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
     model.train()

@@ -69,13 +69,16 @@ class VLLMPolicy:
         seed: the vLLM engine's seed (``None``: vLLM's default).
         show_progress: vLLM's own progress bar.
         llm: an already built ``vllm.LLM`` to reuse (then ``llm_kwargs`` is ignored).
+        colocate: run the engine inside this process (``distributed_executor_backend="external_launcher"``, one
+            engine per training process on its own GPU, as trl's colocate mode) so that :meth:`sync_weights` can
+            reach the model; needed for GRPO rollouts, not for evaluation.
         **llm_kwargs: passed to ``vllm.LLM`` (``dtype``, ``gpu_memory_utilization``, ``max_model_len``,
             ``tensor_parallel_size``, ...).
     """
 
     def __init__(self, model: str, processor=None, max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, show_progress: bool = False, llm=None,
-                 **llm_kwargs: Any):
+                 colocate: bool = False, **llm_kwargs: Any):
         vllm = _import_vllm()
         self._vllm = vllm
         self.model = str(model)
@@ -88,7 +91,9 @@ class VLLMPolicy:
         self.processor = processor
         if llm is None:
             kwargs = {"limit_mm_per_prompt": {"image": 1}, **llm_kwargs}
-            if seed is not None:
+            if colocate:
+                kwargs.update(_colocate_kwargs(seed))
+            elif seed is not None:
                 kwargs.setdefault("seed", seed)
             llm = vllm.LLM(model=self.model, **kwargs)
         self.llm = llm
@@ -131,26 +136,43 @@ class VLLMPolicy:
                                    ids))
         return gens
 
-    def sync_weights(self, model) -> int:
+    def sync_weights(self, model, only_lora: bool = True) -> int:
         """Load ``model``'s current weights into the engine (LoRA deltas added out of place); returns the count.
 
-        Colocated engines only (``vllm.LLM`` in this process), as trl's ``vllm_mode="colocate"``; the prefix cache is
-        reset because cached keys/values were computed with the old weights.
+        ``only_lora``: push only the weights that LoRA wraps (the engine was started from the same base model, and
+        the rest is frozen), not the vision tower and embeddings. Colocated engines only (``colocate=True``), as
+        trl's ``vllm_mode="colocate"``; the prefix cache is reset because cached keys/values used the old weights.
         """
         runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
         n = 0
-        for name, tensor in vllm_named_weights(model):
+        for name, tensor in vllm_named_weights(model, only_lora=only_lora):
             runner.load_weights([(name, tensor)])
             n += 1
         self.llm.reset_prefix_cache()
         return n
 
 
-def vllm_named_weights(model) -> Iterator[tuple[str, Any]]:
+def _colocate_kwargs(seed: int | None) -> dict:
+    """``vllm.LLM`` arguments and environment for an engine inside this (training) process, as trl's colocate mode."""
+    import os
+
+    from accelerate import PartialState
+    from trl.trainer.utils import ensure_master_addr_port
+
+    state = PartialState()
+    os.environ["RANK"] = str(state.process_index)
+    os.environ["LOCAL_RANK"] = str(state.local_process_index)
+    os.environ["WORLD_SIZE"] = str(state.num_processes)
+    ensure_master_addr_port()
+    return {"distributed_executor_backend": "external_launcher", "seed": (seed or 0) + state.process_index}
+
+
+def vllm_named_weights(model, only_lora: bool = False) -> Iterator[tuple[str, Any]]:
     """``(hf_name, tensor)`` for every weight of ``model`` under the name vLLM loads. For a peft model each LoRA-wrapped
     weight is yielded as ``base + delta`` computed out of place (``get_delta_weight``), LoRA tensors are skipped and
     ``base_model.model.`` / ``.base_layer`` stripped. Out of place, unlike trl's ``merge_adapter()``/``unmerge_adapter()``
-    round trip, so the trained model's bf16 base weights never drift over hundreds of syncs."""
+    round trip, so the trained model's bf16 base weights never drift over hundreds of syncs. ``only_lora``: just the
+    LoRA-wrapped weights (what an update changes)."""
     is_peft = hasattr(model, "peft_config") and hasattr(model, "get_base_model")
     lora_modules = {n: m for n, m in model.named_modules() if is_peft and hasattr(m, "get_delta_weight")
                     and hasattr(m, "base_layer")}
@@ -161,7 +183,10 @@ def vllm_named_weights(model) -> Iterator[tuple[str, Any]]:
                 if "lora_" in name or "original_module" in name:
                     continue
                 owner = name.rsplit(".base_layer.", 1)[0] if ".base_layer." in name else None
-                if owner in lora_modules and name.endswith(".base_layer.weight"):
+                wrapped = owner in lora_modules and name.endswith(".base_layer.weight")
+                if only_lora and not wrapped:
+                    continue
+                if wrapped:
                     mod = lora_modules[owner]
                     if not getattr(mod, "merged", False) and not getattr(mod, "disable_adapters", False):
                         for adapter in mod.active_adapters:

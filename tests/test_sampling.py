@@ -122,3 +122,28 @@ def test_vision_placeholders_are_never_generated(tiny, test_samples):
     for gens in (pol.generate(msgs, imgs), pol.generate(msgs, imgs, seeds=list(range(16)))):
         ids = [t for g in gens for t in g.token_ids]
         assert len(ids) > 300 and not set(ids) & set(banned)
+
+
+def test_top_p_confidence_is_under_the_renormalised_nucleus():
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    chosen, sampler = _draw(scores, 2000, top_p=0.7)
+    lp = sampler.token_logps()[:, 0]
+    expected = torch.log(torch.tensor([0.5 / 0.8, 0.3 / 0.8, 1.0, 1.0]))[chosen]  # nucleus {0, 1}, mass 0.8
+    assert torch.allclose(lp, expected, atol=1e-6)
+
+
+def test_eos_list_generation_config(tiny, test_samples, monkeypatch):
+    """Qwen chat checkpoints list two eos ids; the policy must cut each completion at the first of either."""
+    model, proc = tiny
+    eos = model.generation_config.eos_token_id
+    other = 7
+    monkeypatch.setattr(model.generation_config, "eos_token_id", [eos, other])
+    s = test_samples[:4]
+    msgs = [step0_messages(x["expression"]) for x in s]
+    imgs = [x["image"].convert("RGB") for x in s]
+    for seeds in (None, [1, 2, 3, 4]):
+        gens = HFPolicy(model, proc, max_new_tokens=30, batch_size=4, temperature=1.5).generate(msgs, imgs, seeds=seeds)
+        for g in gens:
+            stops = [i for i, t in enumerate(g.token_ids) if t in (eos, other)]
+            assert stops in ([], [len(g.token_ids) - 1])  # at most one, and it is the last token kept
+            assert np.isfinite(g.mean_logprob)

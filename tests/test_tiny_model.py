@@ -64,3 +64,44 @@ def test_loader_error_names_the_model(tmp_path):
 
     with pytest.raises((OSError, FileNotFoundError), match="nope"):
         load_model(str(tmp_path / "nope"))
+
+
+def test_save_merged_qlora_path_merges_into_a_fresh_full_precision_base(tiny_dir, tmp_path, monkeypatch):
+    """A QLoRA adapter must be merged into an unquantized copy of its base (merging into NF4 weights rounds the update
+    away). bitsandbytes 4-bit needs a GPU, so the quantized flag is forced here: the path reloads the base from the
+    adapter's ``base_model_name_or_path``, and the result equals the plain merge."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ivt_lib import models
+    from ivt_lib.sft import LLM_TARGETS
+
+    base, proc = models.load_model(tiny_dir, "cpu")
+    assert not models.is_quantized(base)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=LLM_TARGETS))
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)
+    expected = {k: v.clone() for k, v in copy.deepcopy(peft_model).merge_and_unload().state_dict().items()}
+    monkeypatch.setattr(models, "is_quantized", lambda m: True)
+    out = models.save_merged(peft_model, proc, tmp_path / "merged", dtype="float32")
+    merged, _ = models.load_model(out, "cpu")
+    got = merged.state_dict()
+    assert got.keys() == expected.keys()
+    assert max(float((got[k] - expected[k]).abs().max()) for k in got) < 1e-6
+    fresh, _ = models.load_model(tiny_dir, "cpu")
+    assert any(not torch.equal(got[k], v) for k, v in fresh.state_dict().items())  # the adapter is in it
+
+
+def test_adapter_checksum_handles_bf16(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from ivt_lib.models import adapter_checksum
+
+    save_file({"a.lora_A.weight": torch.ones(2, 3, dtype=torch.bfloat16)}, str(tmp_path / "adapter_model.safetensors"))
+    c = adapter_checksum(tmp_path)
+    assert c["sum"] == 6.0 and c["n_params"] == 6 and len(c["sha256"]) == 64

@@ -101,3 +101,28 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
 
     m, _ = load_model(out["merged"], device="cpu")  # merged model loads like any model
     assert not any("lora" in n for n, _ in m.named_parameters())
+
+
+def test_run_manifest_hashes_every_row_and_resolves_the_model_path(trace_ds, monkeypatch):
+    from datasets import Dataset
+
+    from ivt_lib.config import ROOT
+
+    rows = [dict(trace_ds[i]) for i in range(len(trace_ds))]
+    assert len(rows) > 7
+    changed = [dict(r) for r in rows]
+    changed[7] = {**changed[7], "messages": changed[6]["messages"]}  # differs only at row 7
+    monkeypatch.chdir(ROOT)
+    a = sft.run_manifest("data/base_model", Dataset.from_list(rows), sft.SFTRunConfig())
+    b = sft.run_manifest("data/base_model", Dataset.from_list(changed), sft.SFTRunConfig())
+    assert a["messages_sha256"] != b["messages_sha256"]
+    c = sft.run_manifest(str(ROOT / "data" / "base_model"), Dataset.from_list(rows), sft.SFTRunConfig())
+    assert c == a  # the same folder, named relatively or absolutely
+
+
+def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_path):
+    """A run killed before its first checkpoint left only run_config.json: a new run with other settings starts."""
+    (tmp_path / "run_config.json").write_text('{"model": "another model", "learning_rate": 1.0}')
+    out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=1, batch_size=4), device="cpu")
+    assert out["steps"] == 1 and out["resumed_from"] is None
+    assert '"another model"' not in (tmp_path / "run_config.json").read_text()

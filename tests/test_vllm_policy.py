@@ -219,9 +219,14 @@ class FakeEngineLLM:
 def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny_dir, tiny, test_samples, tmp_path):
     from ivt_lib import grpo
 
+    import importlib.machinery
+
     mod = types.ModuleType("vllm")
     mod.LLM, mod.SamplingParams = FakeEngineLLM, FakeSamplingParams
+    mod.__spec__ = importlib.machinery.ModuleSpec("vllm", None)  # trl's import checks look at the spec
     monkeypatch.setitem(sys.modules, "vllm", mod)
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):  # colocate sets them; undone after
+        monkeypatch.delenv(k, raising=False)
     FakeEngineLLM.instances, FakeEngineLLM.tokenizer = [], tiny[1].tokenizer
     cfg = grpo.GRPORunConfig(iterations=2, prompts_per_iter=2, group_size=3, T=1, max_new_tokens=24,
                              learning_rate=1e-2, save_every=2, rollout_backend="vllm",
@@ -232,6 +237,11 @@ def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny
 
     (llm,) = FakeEngineLLM.instances  # one engine, built once, on the starting model
     assert llm.model == str(tiny_dir) and llm.kwargs["gpu_memory_utilization"] == 0.3
+    # in this process (trl's colocate mode), so that the weights can be reached: not vLLM's default engine process
+    assert llm.kwargs["distributed_executor_backend"] == "external_launcher" and llm.kwargs["seed"] == 0
+    import os
+
+    assert os.environ["RANK"] == "0" and os.environ["WORLD_SIZE"] == "1"
     assert len(llm.calls) == cfg.iterations * (cfg.T + 1)  # every rollout step went through vLLM
     seeds = [sp.kwargs["seed"] for sp in llm.calls[0][1]]
     assert len(seeds) == 6 and len(set(seeds)) == 6  # per-trajectory seeds: a group samples different answers
@@ -241,8 +251,9 @@ def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny
     # iteration 1 rolls out with the engine's own (starting) weights; iteration 2 after one push of the update
     assert llm.resets == 1
     names = [n for n, _ in llm.runner.loaded]
-    base_names = [n for n, _ in tiny[0].named_parameters()]
-    assert sorted(names) == sorted(base_names)  # HF names, no lora_/base_layer/base_model.model. prefixes
+    base_names = {n for n, _ in tiny[0].named_parameters()}
+    wrapped = {n for n in base_names if "language_model" in n and n.endswith("_proj.weight")}
+    assert sorted(names) == sorted(wrapped) and len(names) >= 4  # only what LoRA changes, under HF names
     pushed = dict(llm.runner.loaded)
     q = next(n for n in names if n.endswith("self_attn.q_proj.weight") and "language_model" in n)
     assert not torch.equal(pushed[q], dict(tiny[0].named_parameters())[q])  # the merged update reached the engine
@@ -269,6 +280,9 @@ def test_vllm_named_weights_equal_peft_merge(tiny):
     assert ours.keys() == merged.keys()
     assert max(float((ours[k] - merged[k]).abs().max()) for k in ours) < 1e-6
     assert sum(not torch.equal(ours[k], dict(tiny[0].named_parameters())[k]) for k in ours) >= 4  # deltas applied
+    only = dict(vllm_named_weights(peft_model, only_lora=True))
+    assert only.keys() < ours.keys() and all(torch.equal(only[k], ours[k]) for k in only)
+    assert {k for k in ours if not torch.equal(ours[k], dict(tiny[0].named_parameters())[k])} <= only.keys()
     plain = dict(vllm_named_weights(tiny[0]))  # a plain model: its own names and tensors
     assert all(plain[k].data_ptr() == p.data_ptr() for k, p in tiny[0].named_parameters())  # no copies
 
