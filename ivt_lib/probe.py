@@ -1,5 +1,6 @@
 """Diagnostics of the loop: the presence probe (does the model react to *whether* a box is drawn, or to whether it
-is right?) and the failure anatomy of degrading samples (drift, shrink, grow, jump to a distractor, parse failure).
+is right?), the failure anatomy of degrading samples (drift, shrink, grow, jump to a distractor, parse failure), and
+the selection anatomy of a step (which object did the box land on?).
 """
 from __future__ import annotations
 
@@ -74,6 +75,40 @@ def failure_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dic
     return {"n_degrading": len(bad), "n": len(trajs),
             "counts": {k: bad.count(k) for k in names},
             "shares_of_degrading": {k: (bad.count(k) / len(bad) if bad else 0.0) for k in names}}
+
+
+def _picked(box, sample: dict) -> str:
+    """Which object a box lands on (IoU >= 0.5): the target, a distractor, or none."""
+    if box is None:
+        return "parse_failure"
+    ious = [bx.iou(box, o["box"]) for o in sample["objects"]]
+    best = int(np.argmax(ious))
+    if ious[best] < 0.5:
+        return "no_object"
+    return "target" if best == sample["target"] else "distractor"
+
+
+def selection_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict], step: int = 0) -> dict:
+    """Per family: where the box of ``step`` lands (target / distractor / no object / parse failure) and Acc@0.5 by
+    the number of objects in the scene beside chance (1 / objects). Needs the scenes' object lists (synthetic data);
+    samples without them are skipped, so a real dataset gives ``{}``. Tells a localisation error from picking the
+    wrong object."""
+    groups: dict[str, list[tuple[str, int, bool]]] = {}
+    for tr, s in zip(trajs, samples):
+        if not s.get("objects") or s.get("target") is None:
+            continue
+        st = tr.steps[step]
+        groups.setdefault(tr.family, []).append((_picked(st.box, s), len(s["objects"]), st.iou >= 0.5))
+    out = {}
+    kinds = ("target", "distractor", "no_object", "parse_failure")
+    for fam, rows in sorted(groups.items()):
+        n = len(rows)
+        by_n = {}
+        for k in sorted({r[1] for r in rows}):
+            hits = [r[2] for r in rows if r[1] == k]
+            by_n[str(k)] = {"n": len(hits), "acc@0.5": float(np.mean(hits)), "chance": 1.0 / k}
+        out[fam] = {"n": n, "picked": {k: sum(r[0] == k for r in rows) / n for k in kinds}, "acc_by_objects": by_n}
+    return out
 
 
 def worst(trajs: Sequence[Trajectory], k: int = 8) -> list[int]:

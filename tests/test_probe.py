@@ -229,3 +229,28 @@ def test_truncate():
     assert [len(t.steps) for t in trajs] == [4, 4], "the input must not be modified"
     assert [len(t.steps) for t in probe.truncate(trajs, 0)] == [1, 1]
     assert probe.truncate(trajs, 3)[1].ious == trajs[1].ious
+
+
+def test_selection_anatomy_tells_wrong_object_from_imprecise_box():
+    from ivt_lib.loop import StepRecord, Trajectory
+    from ivt_lib.probe import selection_anatomy
+
+    a, b, c = (0, 0, 10, 10), (20, 20, 30, 30), (40, 0, 50, 10)
+    samples = [{"family": "f", "objects": [{"box": a}, {"box": b}], "target": 0},           # picks the target
+               {"family": "f", "objects": [{"box": a}, {"box": b}], "target": 0},           # picks the distractor
+               {"family": "f", "objects": [{"box": a}, {"box": b}, {"box": c}], "target": 2},  # lands on nothing
+               {"family": "f", "objects": [{"box": a}], "target": 0},                       # parse failure
+               {"family": "real", "bbox": a}]                                               # no object list: skipped
+
+    def tr(box, gt, fam="f"):
+        iou = __import__("ivt_lib.boxes", fromlist=["iou"]).iou(box, gt) if box else 0.0
+        return Trajectory("x", fam, gt, 64, 64, [StepRecord("", box, iou, box is not None)])
+
+    trajs = [tr(a, a), tr(b, a), tr((30, 30, 38, 38), c), tr(None, a), tr(a, a, "real")]
+    out = selection_anatomy(trajs, samples)
+    assert set(out) == {"f"} and out["f"]["n"] == 4
+    assert out["f"]["picked"] == {"target": 0.25, "distractor": 0.25, "no_object": 0.25, "parse_failure": 0.25}
+    assert out["f"]["acc_by_objects"] == {"1": {"n": 1, "acc@0.5": 0.0, "chance": 1.0},
+                                          "2": {"n": 2, "acc@0.5": 0.5, "chance": 0.5},
+                                          "3": {"n": 1, "acc@0.5": 0.0, "chance": 1 / 3}}
+    assert selection_anatomy(trajs[4:], samples[4:]) == {}
