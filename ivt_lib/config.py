@@ -368,6 +368,22 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def add_tier_arguments(parser, notebook: str, what: str) -> None:
+    """``--tier`` / ``--set`` on a script's parser: run a stage with notebook ``notebook``'s settings of a tier."""
+    parser.add_argument("--tier", default=None, help=f"take every setting from notebook {notebook} of params/TIER.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"with --tier: override a notebook-{notebook} parameter (repeatable)")
+    parser.add_argument("--model", help=f"model folder or hub id ({what}); not with --tier")
+
+
+def check_tier_arguments(parser, args) -> None:
+    """Either ``--tier`` or both ``--model`` and ``--out`` (a parser error otherwise)."""
+    if args.tier is None and (args.model is None or args.out is None):
+        parser.error("give --tier, or --model and --out")
+    if args.tier is not None and (args.model or args.out):
+        parser.error("--tier takes the model and output folder from the tier file (use --set to override)")
+
+
 def model_source(value: str) -> str:
     """A model parameter as ``from_pretrained`` wants it: a resolved local folder, or the hub id unchanged."""
     local = resolve_path(value)

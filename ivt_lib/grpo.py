@@ -242,6 +242,7 @@ class MultiStepGRPO:
             for p in self.params:
                 torch.distributed.broadcast(p.data, src=0)
         self._vllm, self._vllm_synced_at = None, 0
+        self.banned_ids = vision_token_ids(self.processor)  # completions with these are never scored
 
     # ------------------------------------------------------------------------------------------- checkpointing
     @property
@@ -356,7 +357,7 @@ class MultiStepGRPO:
         trajs = self.rollout(self.local_prompts(self.iteration))
         rewards = final_rewards(trajs, c.reward_weights, c.coord_format)
         adv = group_advantages(rewards, c.group_size)
-        rows = rollout_rows(trajs, adv, vision_token_ids(self.processor))
+        rows = rollout_rows(trajs, adv, self.banned_ids)
         n_tok, n_rows = (int(v) for v in self._all_sum(sum(len(r["token_ids"]) for r in rows), len(rows)))
         self.model.train()
         self.opt.zero_grad(set_to_none=True)

@@ -15,7 +15,6 @@ def is_quantized(model) -> bool:
     """True for a model (or peft model) whose weights are bitsandbytes-quantized (QLoRA)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)
-                or getattr(base, "quantization_config", None) is not None
                 or getattr(getattr(base, "config", None), "quantization_config", None) is not None)
 
 

@@ -36,11 +36,10 @@ log = logging.getLogger("grpo_accelerate")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from ivt_lib import config
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tier", default=None, help="take every setting from notebook 04 of params/TIER.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --tier: override a notebook-04 parameter (repeatable)")
-    p.add_argument("--model", help="model folder or hub id (GRPO's start: the merged SFT model); not with --tier")
+    config.add_tier_arguments(p, "04", "GRPO's start: the merged SFT model")
     p.add_argument("--out", help="output folder (checkpoint/, merged/, result.json); not with --tier")
     p.add_argument("--dataset", default=None, help="dataset folder (default: the committed data/scenes)")
     p.add_argument("--split", default="train", help="split to draw prompts from")
@@ -61,10 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="rollout generation backend")
     p.add_argument("--vllm-gpu-memory", type=float, default=0.3, help="vLLM gpu_memory_utilization (colocated)")
     args = p.parse_args(argv)
-    if args.tier is None and (args.model is None or args.out is None):
-        p.error("give --tier, or --model and --out")
-    if args.tier is not None and (args.model or args.out):
-        p.error("--tier takes the model and output folder from the tier file (use --set to override)")
+    config.check_tier_arguments(p, args)
     return args
 
 

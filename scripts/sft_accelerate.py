@@ -41,11 +41,10 @@ log = logging.getLogger("sft_accelerate")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from ivt_lib import config
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tier", default=None, help="take every setting from notebook 03 of params/TIER.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --tier: override a notebook-03 parameter (repeatable)")
-    p.add_argument("--model", help="model folder or hub id (the SFT starting point); not with --tier")
+    config.add_tier_arguments(p, "03", "the SFT starting point")
     p.add_argument("--out", help="output folder (checkpoints/, adapter/, merged/); not with --tier")
     p.add_argument("--result", default=None, help="JSON summary path (default: OUT/result.json)")
     p.add_argument("--data", default=None, help="dataset folder (default: the committed data/scenes)")
@@ -63,10 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights (GPU, bitsandbytes)")
     args = p.parse_args(argv)
-    if args.tier is None and (args.model is None or args.out is None):
-        p.error("give --tier, or --model and --out")
-    if args.tier is not None and (args.model or args.out):
-        p.error("--tier takes the model and output folder from the tier file (use --set to override)")
+    config.check_tier_arguments(p, args)
     return args
 
 
