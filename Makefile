@@ -34,9 +34,9 @@ bench: setup
 splits: setup
 	$(PY) -m ivt_lib.data
 
-# Retrain the shipped base grounder from scratch (~60 min on 2 idle CPU cores); resumes from runs/base_ckpt after a kill.
+# Retrain the shipped pure base grounder from scratch (12,000 steps, ~70 min on 2 idle CPU cores); resumes from runs/base_ckpt after a kill.
 base-model: setup
-	$(PY) -m ivt_lib.train_base --total-steps 10000
+	$(PY) -m ivt_lib.train_base --total-steps 12000
 
 clean-runs:
 	rm -rf runs notebooks/executed

@@ -134,22 +134,26 @@ class GenerationStageConfig(StageConfig):
 
 @dataclass
 class BaseModelConfig(GenerationStageConfig):
-    """Notebook 00: the base grounder, single-shot."""
+    """Notebook 00: the base grounder, single-shot (and the refine-mix ablation base beside it)."""
 
+    ablation_model: str = "data/base_model_refine_mix"  # "" = no ablation base (the paper tiers)
     retrain: bool = False
-    retrain_steps: int = 10000
+    retrain_steps: int = 12000
     grid_n: int = 12
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ablation_model:
+            self._check_model("ablation_model", self.ablation_model)
         _check(self.retrain_steps > 200, "retrain_steps", self.retrain_steps, "must be > 200 (the warm-up)")
         _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
 
 
 @dataclass
 class NaiveConfig(GenerationStageConfig):
-    """Notebook 01: naive iteration (the base model refines its own boxes)."""
+    """Notebook 01: naive iteration (the base model refines its own boxes), for the base and the ablation base."""
 
+    ablation_model: str = "data/base_model_refine_mix"  # "" = no ablation base (the paper tiers)
     T: int = 2
     T_curve: int = 4
     still_eps: float = 0.05
@@ -163,6 +167,8 @@ class NaiveConfig(GenerationStageConfig):
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(self.probe_n >= 0, "probe_n", self.probe_n, "must be >= 0 (0 = all samples)")
         _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
+        if self.ablation_model:
+            self._check_model("ablation_model", self.ablation_model)
 
 
 @dataclass

@@ -18,8 +18,8 @@ from transformers import LogitsProcessorList
 
 from . import boxes as bx
 from .parsing import parse_box
-from .prompts import refine_messages, step0_messages
-from .render import draw_box
+from .prompts import PROMPT_FORMATS, step0_messages, step_messages
+from .render import draw_box, overlay_style
 from .sampling import SeededSampler, derive_seed
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> Step
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
              stop_when_still: float | None = None, start_boxes: Sequence | None = None,
              draw_previous: bool = True, show_progress: bool = True, record_inputs: bool = False,
-             sample_seeds: Sequence[int] | None = None) -> list[Trajectory]:
+             sample_seeds: Sequence[int] | None = None, overlay: str = "fill",
+             prompt_format: str = "refine") -> list[Trajectory]:
     """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
 
     Args:
@@ -181,6 +182,9 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         start_boxes: skip step 0 and use these pixel boxes (or ``None`` = nothing drawn) as step 0 (probes).
         draw_previous: False refines without drawing the previous box (the presence probe's "no box" arm).
         record_inputs: keep each generated step's messages, image and token ids in ``Trajectory.rollout`` (GRPO).
+        overlay: how the previous box is drawn (``render.OVERLAY_STYLES``: the paper's ``fill``, ``light_fill``,
+            ``outline``).
+        prompt_format: ``refine`` (the IVT prompt) or ``grounding`` (re-ask the step-0 question on the drawn image).
         sample_seeds: one seed per sample: step ``t`` of sample ``i`` samples with ``derive_seed(seed_i, t)``, so a
             trajectory does not depend on how samples are batched or split across processes (policy must sample).
     """
@@ -188,6 +192,9 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         raise ValueError(f"T must be >= 0, got {T}")
     if len(samples) == 0:
         raise ValueError("run_loop got an empty list of samples")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"unknown prompt_format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
+    style = overlay_style(overlay)
     if sample_seeds is not None and len(sample_seeds) != len(samples):
         raise ValueError(f"sample_seeds: {len(sample_seeds)} seeds for {len(samples)} samples")
 
@@ -216,8 +223,8 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         for i in active:
             prev = trajs[i].steps[-1].box
             prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format) if prev else None
-            msgs.append(refine_messages(samples[i]["expression"], prev_m, t, T))
-            imgs.append(draw_box(images[i], prev) if draw_previous else images[i])
+            msgs.append(step_messages(samples[i]["expression"], prev_m, t, T, prompt_format))
+            imgs.append(draw_box(images[i], prev, **style) if draw_previous else images[i])
         gens = gen(msgs, imgs, active, t) if active else []
         next_active = []
         for i, g, m, im in zip(active, gens, msgs, imgs):

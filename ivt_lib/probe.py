@@ -1,6 +1,7 @@
 """Diagnostics of the loop: the presence probe (does the model react to *whether* a box is drawn, or to whether it
-is right?), the failure anatomy of degrading samples (drift, shrink, grow, jump to a distractor, parse failure), and
-the selection anatomy of a step (which object did the box land on?).
+is right?), the drop drivers (which part of the refine step causes the naive drop: the drawing, its red fill, the
+unseen prompt?), the failure anatomy of degrading samples (jump to a distractor, drift, shrink, grow, degenerate box,
+parse failure), and the selection anatomy of a step (which object did the box land on?).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from . import boxes as bx
 from .loop import Policy, Trajectory, run_loop
+from .scenes import COLOURS
 
 MOVE_EPS = 0.01
 
@@ -48,13 +50,64 @@ def presence_probe(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
             for name, (starts, drawn) in arms.items()}
 
 
+# One refine step from the model's own step-0 box under each arm: (how the box is drawn, or None = not drawn,
+# prompt format). "naive" is the loop as the paper runs it; "regrounding_control" re-asks step 0 on the clean image,
+# so a deterministic (greedy) model must reproduce its step 0 there exactly.
+DROP_DRIVER_ARMS: dict[str, tuple[str | None, str]] = {
+    "naive (red fill drawn + stated, refine prompt)": ("fill", "refine"),
+    "stated in text only (not drawn)": (None, "refine"),
+    "outline only (no fill)": ("outline", "refine"),
+    "lighter fill (alpha 24 of 255)": ("light_fill", "refine"),
+    "drawn, grounding prompt (a format the base knows)": ("fill", "grounding"),
+    "regrounding_control (not drawn, grounding prompt)": (None, "grounding"),
+}
+
+
+def _names_colour(expression: str) -> bool:
+    return any(c in expression.split() for c in COLOURS)
+
+
+def drop_drivers(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
+                 coord_format: str = "qwen3") -> dict[str, dict]:
+    """One refine step from the model's own step-0 boxes under each :data:`DROP_DRIVER_ARMS` arm.
+
+    Per arm: the presence-probe statistics, the Acc@0.5 flips against step 0 (``gained``/``lost``), and Acc@0.5
+    after the step split by whether the expression names a colour (does the red fill hide the named colour?)."""
+    colour = np.array([_names_colour(s["expression"]) for s in samples])
+    out = {}
+    for name, (overlay, fmt) in DROP_DRIVER_ARMS.items():
+        trajs = run_loop(policy, samples, T=1, coord_format=coord_format, start_boxes=own_boxes,
+                         draw_previous=overlay is not None, overlay=overlay or "fill", prompt_format=fmt,
+                         show_progress=False)
+        before = np.array([t.steps[0].iou >= 0.5 for t in trajs])
+        after = np.array([t.steps[1].iou >= 0.5 for t in trajs])
+        st = _arm_stats(trajs)
+        st.update(gained=int((after & ~before).sum()), lost=int((before & ~after).sum()),
+                  overlay=overlay or "none", prompt_format=fmt,
+                  **{f"acc@0.5_after_{k}": (float(after[m].mean()) if m.any() else float("nan"))
+                     for k, m in (("colour_named", colour), ("no_colour_named", ~colour))},
+                  **{f"acc@0.5_before_{k}": (float(before[m].mean()) if m.any() else float("nan"))
+                     for k, m in (("colour_named", colour), ("no_colour_named", ~colour))})
+        out[name] = st
+    return out
+
+
+FAILURE_KINDS = ("jump_to_distractor", "drift", "shrink", "grow", "degenerate_box", "parse_failure")
+
+
 def classify_failure(tr: Trajectory, sample: dict, ratio: float = 0.7) -> str | None:
-    """Why a sample degraded from step 0 to the last step (None if it did not degrade)."""
+    """Why a sample degraded from step 0 to the last step (None if it did not degrade).
+
+    In order: ``parse_failure`` (no valid box), ``degenerate_box`` (zero area or nearly the whole image),
+    ``jump_to_distractor`` (now on another object: a wrong-object switch), ``shrink``/``grow`` (area ratio beyond
+    ``ratio``), else ``drift``."""
     first, last = tr.steps[0], tr.steps[-1]
     if last.iou > first.iou - MOVE_EPS:
         return None
     if not last.parse_ok:
         return "parse_failure"
+    if bx.is_degenerate(last.box, tr.width, tr.height):
+        return "degenerate_box"
     others = [o["box"] for i, o in enumerate(sample.get("objects", [])) if i != sample.get("target")]
     if others and max(bx.iou(last.box, o) for o in others) >= 0.5 > last.iou:
         return "jump_to_distractor"
@@ -71,7 +124,7 @@ def failure_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dic
     """Counts and shares of each failure kind among degrading samples."""
     kinds = [classify_failure(t, s) for t, s in zip(trajs, samples)]
     bad = [k for k in kinds if k is not None]
-    names = ("drift", "shrink", "grow", "jump_to_distractor", "parse_failure")
+    names = FAILURE_KINDS
     return {"n_degrading": len(bad), "n": len(trajs),
             "counts": {k: bad.count(k) for k in names},
             "shares_of_degrading": {k: (bad.count(k) / len(bad) if bad else 0.0) for k in names}}
@@ -120,3 +173,19 @@ def worst(trajs: Sequence[Trajectory], k: int = 8) -> list[int]:
 def truncate(trajs: Sequence[Trajectory], T: int) -> list[Trajectory]:
     """The first ``T`` refine steps of each trajectory (the loop is sequential, so this equals running with T)."""
     return [Trajectory(t.sample_id, t.family, t.gt, t.width, t.height, t.steps[:T + 1]) for t in trajs]
+
+
+def single_shot(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dict:
+    """Step-0 metrics overall and per family, with the selection anatomy (notebook 00, for each base)."""
+    from .metrics import by_family, step_metrics
+
+    return {"overall": step_metrics(trajs, 0), "by_family": by_family(trajs, 0),
+            "selection_anatomy": selection_anatomy(trajs, samples)}
+
+
+def object_count_rows(reports: dict[str, dict]) -> list[dict]:
+    """One row per (base, family, object count): n, Acc@0.5, chance and the margin above chance (pp)."""
+    return [{"base": name, "family": fam, "objects": int(k), "n": v["n"], "acc@0.5": v["acc@0.5"],
+             "chance": v["chance"], "above_chance_pp": 100 * (v["acc@0.5"] - v["chance"])}
+            for name, rep in reports.items() for fam, a in rep["selection_anatomy"].items()
+            for k, v in a["acc_by_objects"].items()]

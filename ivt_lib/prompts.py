@@ -30,3 +30,18 @@ def refine_messages(expression: str, previous_box_model: tuple[int, int, int, in
 def with_answer(messages: list[dict], answer: str) -> list[dict]:
     """Append the assistant turn (training conversations)."""
     return messages + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+# How a refine step asks: "refine" is the IVT prompt (the box drawn and stated); "grounding" re-asks the step-0
+# question on the image with the box drawn, a format any grounder knows (a drop-driver arm of notebook 01).
+PROMPT_FORMATS = ("refine", "grounding")
+
+
+def step_messages(expression: str, previous_box_model: tuple[int, int, int, int] | None, step: int, T: int,
+                  prompt_format: str = "refine") -> list[dict]:
+    """Messages for refinement step ``step`` of ``T`` in the given ``prompt_format``."""
+    if prompt_format == "refine":
+        return refine_messages(expression, previous_box_model, step, T)
+    if prompt_format == "grounding":
+        return step0_messages(expression)
+    raise ValueError(f"unknown prompt_format {prompt_format!r}; expected one of {PROMPT_FORMATS}")

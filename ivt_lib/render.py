@@ -13,6 +13,20 @@ OVERLAY_RGB = (255, 0, 0)  # the paper's red; the synthetic palette keeps red ou
 OVERLAY_FILL_ALPHA = 64     # semi-transparent fill
 OVERLAY_EDGE_ALPHA = 200    # strong outline, so thin boxes stay visible
 OVERLAY_WIDTH = 2
+# Named overlays for the drop-driver arms of notebook 01: "fill" is the paper's (and the loop's default); the others
+# ask whether the red fill, which tints the target's colour that the expression names, drives the naive drop.
+OVERLAY_STYLES: dict[str, dict[str, int]] = {
+    "fill": {"fill_alpha": OVERLAY_FILL_ALPHA, "edge_alpha": OVERLAY_EDGE_ALPHA},
+    "light_fill": {"fill_alpha": 24, "edge_alpha": OVERLAY_EDGE_ALPHA},
+    "outline": {"fill_alpha": 0, "edge_alpha": OVERLAY_EDGE_ALPHA},
+}
+
+
+def overlay_style(name: str) -> dict[str, int]:
+    """``draw_box`` keyword arguments of a named overlay (``fill``, ``light_fill``, ``outline``)."""
+    if name not in OVERLAY_STYLES:
+        raise ValueError(f"unknown overlay {name!r}; expected one of {sorted(OVERLAY_STYLES)}")
+    return OVERLAY_STYLES[name]
 
 
 def draw_box(image: Image.Image, box: Sequence[float] | None, rgb: tuple[int, int, int] = OVERLAY_RGB,

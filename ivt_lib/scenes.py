@@ -10,7 +10,11 @@ paper's three sources:
 * ``refl4``-like: 3-5 objects, small or large, long descriptions with size, colour, shape and a 3x3 region
   ("the small yellow triangle in the top left of the image").
 
-Red is kept out of the palette because the refinement overlay is red (stack notes: red shapes confuse the loop).
+A fourth generator, ``contrast``, is used only in the base grounder's pretraining stream (never in a split): the
+target has a twin that differs in exactly one attribute (colour, shape, size or position), so that the expression's
+words must be bound to the object they describe.
+
+Red is kept out of the palette because the refinement overlay is red (red shapes would look like the drawn box).
 """
 from __future__ import annotations
 
@@ -211,14 +215,58 @@ def _gen_refl4(rng: random.Random, cfg: SceneConfig) -> Scene | None:
     return Scene(_draw(objs, c), objs, t, expr, "refl4", spec)
 
 
-_GENERATORS = {"refcocog": _gen_refcocog, "refadv": _gen_refadv, "refl4": _gen_refl4}
+CONTRAST_AXES = ("colour", "shape", "size", "position")
+CONTRAST_CONFIG = SceneConfig(min_objects=2, max_objects=4, min_size=0.14, max_size=0.375)
+
+
+def _gen_contrast(rng: random.Random, cfg: SceneConfig) -> Scene | None:
+    """Attribute contrast (pretraining only): a twin differs from the target in one attribute; the words decide."""
+    n, c = rng.randint(max(2, cfg.min_objects), max(2, cfg.max_objects)), cfg.canvas
+    axis = rng.choice(CONTRAST_AXES)
+    lo, hi = round(cfg.min_size * c), round(cfg.max_size * c)
+    mid = (lo + hi) // 2
+    words = [rng.choice(("small", "large")) for _ in range(n)]
+    words[1] = ("large" if words[0] == "small" else "small") if axis == "size" else words[0]
+    boxes = _place(rng, n, c, [rng.randint(lo, mid - 3) if w == "small" else rng.randint(mid + 3, hi) for w in words])
+    if boxes is None:
+        return None
+    t = Obj(rng.choice(SHAPES), rng.choice(list(COLOURS)), tuple(map(float, boxes[0])), words[0])
+    twin = Obj(t.shape, t.colour, tuple(map(float, boxes[1])), words[1])
+    if axis == "colour":
+        twin.colour = rng.choice([k for k in COLOURS if k != t.colour])
+    elif axis == "shape":
+        twin.shape = rng.choice([k for k in SHAPES if k != t.shape])
+    objs = [t, twin] + [Obj(rng.choice(SHAPES), rng.choice(list(COLOURS)), tuple(map(float, b)), w)
+                        for b, w in zip(boxes[2:], words[2:])]
+    order = list(range(n))
+    rng.shuffle(order)  # the target is not always drawn first
+    objs = [objs[i] for i in order]
+    ti = order.index(0)
+    spec: dict = {"colour": t.colour, "shape": t.shape}
+    if axis == "size":
+        spec["size"] = t.size
+        expr = f"the {t.size} {t.colour} {t.shape}"
+    elif axis == "position":
+        ax = 0 if abs(t.centre[0] - twin.centre[0]) >= abs(t.centre[1] - twin.centre[1]) else 1
+        sup = {(0, True): "leftmost", (0, False): "rightmost", (1, True): "topmost", (1, False): "bottommost"}[
+            (ax, t.centre[ax] < twin.centre[ax])]
+        if abs(t.centre[ax] - twin.centre[ax]) < 0.08 * c:
+            return None
+        spec["superlative"] = sup
+        expr = f"the {sup} {t.colour} {t.shape}"
+    else:
+        expr = f"the {t.colour} {t.shape}"
+    return Scene(_draw(objs, c), objs, ti, expr, "contrast", spec)
+
+
+_GENERATORS = {"refcocog": _gen_refcocog, "refadv": _gen_refadv, "refl4": _gen_refl4, "contrast": _gen_contrast}
 
 
 def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: SceneConfig | None = None) -> Scene:
     """Draw one valid scene of ``family`` (rejection-sampled until the expression picks exactly one object)."""
     if family not in _GENERATORS:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
-    cfg = config or FAMILY_CONFIGS[family]
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES} (or 'contrast' for pretraining)")
+    cfg = config or FAMILY_CONFIGS.get(family, CONTRAST_CONFIG)
     if cfg.canvas != canvas:
         cfg = SceneConfig(canvas, cfg.min_objects, cfg.max_objects, cfg.min_size, cfg.max_size)
     if canvas % 32:

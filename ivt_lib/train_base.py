@@ -3,12 +3,17 @@
 A plain, seeded torch loop (AdamW, warm-up, cosine decay) on a stream of freshly generated scenes whose seeds are
 disjoint from the fixed train/validation/test splits: this stage plays the part of *pretraining*, so the IVT
 train split (used by teacher synthesis, SFT and GRPO) stays unseen, as the paper's train split was unseen by
-Qwen3-VL-4B. The stream mixes
+Qwen3-VL-4B. Two modes, one flag (``refine_frac``):
 
-* step-0 grounding samples (image + expression -> box), with a curriculum: big objects, few distractors first;
-* generic refinement samples ("the red box is a previous answer, output the corrected box"), whose previous box is
-  jittered ground truth, a distractor's box or a random box, so that the base follows the refinement format the way an
-  instruct model would. It never sees its *own* errors: that is what IVT teaches later.
+* **pure grounder** (``refine_frac=0``, the shipped ``data/base_model``): only step-0 grounding samples (image +
+  expression -> box). It never sees a drawn box or a refinement prompt, as a pretrained instruct VLM was never taught
+  to correct its own drawn box. A curriculum starts on big objects with few distractors, and a share
+  ``contrast_frac`` of attribute-contrast scenes (a twin differs from the target in exactly one of colour, shape,
+  size, position) teaches it to bind the expression's words to objects.
+* **refine mix** (``--refine-frac 0.3 --contrast-frac 0``, the ablation ``data/base_model_refine_mix``): the same
+  stream plus generic refinement samples ("the red box is a previous answer, output the corrected box") whose
+  previous box is jittered ground truth, a distractor's box or a random box. That is the paper's jittered-GT
+  ablation baked into pretraining, so this base is already a refiner. It never sees its *own* errors.
 
 Resumes from ``ckpt_dir`` after a kill (model, optimiser, scheduler and step; the data stream is a function of the
 step, so a resumed run sees the same samples). Usage: ``python -m ivt_lib.train_base --total-steps 16000``.
@@ -51,7 +56,8 @@ class BaseTrainConfig:
     weight_decay: float = 0.01
     curriculum_frac: float = 0.10          # share of steps on easy scenes (1-2 big objects)
     blend_frac: float = 0.10               # then a linear blend from easy to the full 3-family mix
-    refine_frac: float = 0.3               # share of refinement samples after the curriculum
+    refine_frac: float = 0.0               # share of generic refinement samples (0: pure grounder; 0.3: refine mix)
+    contrast_frac: float = 0.25            # share of attribute-contrast scenes after the curriculum
     eval_every: int = 500
     eval_n: int = 150                      # validation samples per eval (balanced families)
     ckpt_every_s: float = 240.0
@@ -61,8 +67,9 @@ class BaseTrainConfig:
     def __post_init__(self):
         if self.total_steps <= self.warmup_steps:
             raise ValueError(f"total_steps={self.total_steps} must exceed warmup_steps={self.warmup_steps}")
-        if not 0.0 <= self.refine_frac <= 1.0:
-            raise ValueError(f"refine_frac={self.refine_frac} must be in [0, 1]")
+        for k in ("refine_frac", "contrast_frac"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ValueError(f"{k}={getattr(self, k)} must be in [0, 1]")
 
 
 EASY = SceneConfig(min_objects=1, max_objects=2, min_size=0.25, max_size=0.45)
@@ -87,12 +94,14 @@ def make_sample(rng: random.Random, step: int, cfg: BaseTrainConfig) -> tuple[li
     p_easy = 1.0 if frac < cfg.curriculum_frac else max(0.0, 1 - (frac - cfg.curriculum_frac) / cfg.blend_frac)
     if rng.random() < p_easy:
         scene = generate_scene(rng, "refcocog", cfg.canvas, EASY)
+    elif cfg.contrast_frac and rng.random() < cfg.contrast_frac:  # no draw when 0: the refine-mix stream is unchanged
+        scene = generate_scene(rng, "contrast", cfg.canvas)
     else:
         scene = generate_scene(rng, rng.choice(FAMILIES), cfg.canvas)
     rec = scene_to_record(scene, "stream")
     w, h = rec["width"], rec["height"]
     answer = format_box(bx.to_model_frame(rec["bbox"], w, h))
-    p_ref = cfg.refine_frac * (1 - p_easy) + 0.1 * p_easy
+    p_ref = cfg.refine_frac * (1 - p_easy) + min(0.1, cfg.refine_frac) * p_easy
     if rng.random() < p_ref:
         prev = previous_box(rng, rec)
         T = rng.choice((1, 2, 2, 3, 4))
@@ -153,6 +162,7 @@ def train(cfg: BaseTrainConfig) -> dict:
     """Run (or resume) the base-grounder training; return the final summary."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from . import loop, metrics  # noqa: F401  imported now, so editing the library during a long run cannot break it
     from .tiny_model import TinyConfig, build_tiny
 
     torch.set_num_threads(cfg.threads)
