@@ -136,7 +136,7 @@ class GenerationStageConfig(StageConfig):
 class BaseModelConfig(GenerationStageConfig):
     """Notebook 00: the base grounder, single-shot (and the refine-mix ablation base beside it)."""
 
-    ablation_model: str = "data/base_model_refine_mix"  # "" = no ablation base (the paper tiers)
+    ablation_model: str = "data/base_model_refine_mix"  # empty: no ablation base (the paper tiers)
     retrain: bool = False
     retrain_steps: int = 12000
     grid_n: int = 12
@@ -153,7 +153,7 @@ class BaseModelConfig(GenerationStageConfig):
 class NaiveConfig(GenerationStageConfig):
     """Notebook 01: naive iteration (the base model refines its own boxes), for the base and the ablation base."""
 
-    ablation_model: str = "data/base_model_refine_mix"  # "" = no ablation base (the paper tiers)
+    ablation_model: str = "data/base_model_refine_mix"  # empty: no ablation base (the paper tiers)
     T: int = 2
     T_curve: int = 4
     still_eps: float = 0.05

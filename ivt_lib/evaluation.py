@@ -16,6 +16,7 @@ from .loop import Trajectory
 CONFIG_FILES = {
     "base, single shot": "base_single_shot.jsonl",
     "base + naive iteration": "naive.jsonl",
+    "refine-mix base + naive iteration (ablation)": "naive_refine_mix.jsonl",
     "SFT + IVT": "sft.jsonl",
     "SFT + GRPO + IVT": "grpo.jsonl",
     "single-step GRPO (trl), no iteration": "single_step_grpo.jsonl",
@@ -44,12 +45,7 @@ def table(configs: Mapping[str, Sequence[Trajectory]], still_eps: float = 0.05) 
     for name, trajs in configs.items():
         rep = metrics.report(trajs, still_eps)
         T = len(trajs[0].steps) - 1
-        sel = {"step 0": rep["step0"]}
-        if T > 0:
-            sel.update({f"last step (T={T})": rep["last"], "ORACLE best step (uses GT)": rep["oracle_best_step (uses GT)"],
-                        "stop-when-still (label-free)": rep["stop_when_still"],
-                        "confidence (label-free)": rep["confidence"]})
-        for rule, m in sel.items():
+        for rule, m in metrics.selection_rows(rep, T).items():
             rows.append({"configuration": name, "selection": rule, **{k: m[k] for k in
                          ("acc@0.5", "acc@0.7", "acc@0.9", "mean_iou", "parse_rate")},
                          "passes": m.get("mean_passes", 1.0 if rule == "step 0" else T + 1),
@@ -100,9 +96,9 @@ def hard_cases(trajs: Sequence[Trajectory], threshold: float = 0.5) -> dict:
 def compute_curve(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
     """Accuracy vs passes per sample: fixed T = 0..T, and the label-free stopping rules (their mean passes)."""
     fixed = [(t + 1, metrics.step_metrics(trajs, t)["acc@0.5"]) for t in range(len(trajs[0].steps))]
-    rules = {name: metrics.select(trajs, rule) for name, rule in
-             (("stop-when-still", metrics.still_rule(still_eps)), ("confidence", metrics.confidence_rule),
-              ("ORACLE (uses GT)", metrics.oracle_rule))}
+    rules = {name: metrics.select(trajs, rule, all_steps) for name, rule, all_steps in
+             (("stop-when-still", metrics.still_rule(still_eps), False), ("confidence", metrics.confidence_rule, True),
+              ("ORACLE (uses GT)", metrics.oracle_rule, True))}
     return {"fixed": fixed, "rules": {k: (v["mean_passes"], v["acc@0.5"]) for k, v in rules.items()}}
 
 

@@ -32,6 +32,7 @@ class Generation:
     text: str
     mean_logprob: float = float("nan")
     token_ids: list[int] | None = None  # the generated tokens up to and including EOS (for GRPO scoring)
+    min_logprob: float = float("nan")   # the least likely generated token (a feature of the learned verifier)
 
 
 class Policy(Protocol):
@@ -52,6 +53,7 @@ class StepRecord:
     reason: str | None = None
     mean_logprob: float = float("nan")
     stopped: bool = False                           # True when a stopping rule froze this sample before this step
+    min_logprob: float = float("nan")               # lowest token log-probability of the answer
 
 
 @dataclass
@@ -152,20 +154,22 @@ class HFPolicy:
                 valid &= torch.cumsum(is_eos, 1) - is_eos == 0
             scores = scores.to(valid.device)
             mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).tolist()
+            min_lp = scores.masked_fill(~valid, float("inf")).min(1).values.tolist()
             texts = self.processor.batch_decode(new, skip_special_tokens=True)
             ids = [row[m].tolist() for row, m in zip(new, valid)]
-            out.extend(Generation(t, lp, i) for t, lp, i in zip(texts, mean_lp, ids))
+            out.extend(Generation(t, lp, i, mn if mn != float("inf") else float("nan"))
+                       for t, lp, i, mn in zip(texts, mean_lp, ids, min_lp))
         return out
 
 
 def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> StepRecord:
     parsed = parse_box(gen.text)
     if not parsed.ok:
-        return StepRecord(gen.text, None, 0.0, False, parsed.reason, gen.mean_logprob)
+        return StepRecord(gen.text, None, 0.0, False, parsed.reason, gen.mean_logprob, min_logprob=gen.min_logprob)
     box = bx.sanitize(bx.from_model_frame(parsed.box, w, h, coord_format), w, h)
     if box is None:
-        return StepRecord(gen.text, None, 0.0, False, "invalid_box", gen.mean_logprob)
-    return StepRecord(gen.text, box, bx.iou(box, gt), True, None, gen.mean_logprob)
+        return StepRecord(gen.text, None, 0.0, False, "invalid_box", gen.mean_logprob, min_logprob=gen.min_logprob)
+    return StepRecord(gen.text, box, bx.iou(box, gt), True, None, gen.mean_logprob, min_logprob=gen.min_logprob)
 
 
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
@@ -241,6 +245,6 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             if len(tr.steps) < t + 1:  # frozen by the stopping rule: carry its box forward, marked stopped
                 last = tr.steps[-1]
                 tr.steps.append(StepRecord(last.text, last.box, last.iou, last.parse_ok, last.reason,
-                                           last.mean_logprob, stopped=True))
+                                           last.mean_logprob, stopped=True, min_logprob=last.min_logprob))
         active = next_active
     return trajs

@@ -8,6 +8,8 @@ Definitions used by every notebook (one place, so they never drift):
 * **oracle best step** (uses the ground truth; not deployable): per sample, the step with the highest IoU.
 * **stop-when-still** (label-free): take the first step whose box moved less than ``eps`` (1 - IoU) from the previous.
 * **confidence** (label-free): take the step with the highest mean token log-probability.
+* **passes**: the forward passes a rule must run before it answers: T+1 for the oracle and confidence (they compare
+  every step), up to the stopping step for stop-when-still.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def summarize(ious: Sequence[float], parse_ok: Sequence[bool] | None = None,
         raise ValueError("summarize got no samples")
     out = {f"acc@{k}": float((a >= k).mean()) for k in THRESHOLDS}
     out["mean_iou"] = float(a.mean())
+    out["mean_iou_se"] = float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else 0.0
     out["parse_rate"] = float(np.mean(parse_ok)) if parse_ok is not None else 1.0
     if degenerate is not None:
         out["degenerate_rate"] = float(np.mean(degenerate))
@@ -46,18 +49,30 @@ def step_metrics(trajs: Sequence[Trajectory], step: int) -> dict:
                      [is_degenerate(s.box, tr.width, tr.height) for s, tr in zip(st, trajs)])
 
 
+def step_ious(trajs: Sequence[Trajectory], step: int) -> list[float]:
+    """Per-sample IoU at ``step`` (the paired input of :func:`ivt_lib.stats.compare`)."""
+    return [tr.steps[step].iou for tr in trajs]
+
+
 def per_step(trajs: Sequence[Trajectory]) -> list[dict]:
     """:func:`step_metrics` for every step."""
     return [step_metrics(trajs, t) for t in range(len(trajs[0].steps))]
 
 
-def select(trajs: Sequence[Trajectory], rule: Callable[[Trajectory], int]) -> dict:
-    """Metrics when each sample's answer is the step a selection rule picks; adds the mean passes used."""
+def select(trajs: Sequence[Trajectory], rule: Callable[[Trajectory], int], runs_all_steps: bool = False) -> dict:
+    """Metrics when each sample's answer is the step a selection rule picks, with ``mean_passes``: the forward passes
+    the rule must run before it answers. A rule that compares every step (the oracle, confidence) runs all T+1
+    (``runs_all_steps=True``) whichever it picks; a stopping rule runs up to the step it stops at."""
     idx = [rule(tr) for tr in trajs]
     st = [tr.steps[i] for tr, i in zip(trajs, idx)]
     out = summarize([s.iou for s in st], [s.parse_ok for s in st])
-    out["mean_passes"] = float(np.mean([i + 1 for i in idx]))
+    out["mean_passes"] = float(np.mean([len(tr.steps) if runs_all_steps else i + 1 for tr, i in zip(trajs, idx)]))
     return out
+
+
+def selected_ious(trajs: Sequence[Trajectory], rule: Callable[[Trajectory], int]) -> list[float]:
+    """Per-sample IoU of the step a rule picks (paired statistics)."""
+    return [tr.steps[rule(tr)].iou for tr in trajs]
 
 
 def oracle_rule(tr: Trajectory) -> int:
@@ -85,6 +100,16 @@ def confidence_rule(tr: Trajectory) -> int:
     """Label-free: the step whose answer has the highest mean token log-probability (parse failures last)."""
     scores = [s.mean_logprob if (s.parse_ok and math.isfinite(s.mean_logprob)) else -math.inf for s in tr.steps]
     return int(np.argmax(scores))
+
+
+def selection_rows(rep: dict, T: int) -> dict[str, dict]:
+    """The answers of a :func:`report` side by side: step 0, last step, ORACLE best step and label-free rules."""
+    rows = {"step 0": rep["step0"]}
+    if T > 0:
+        rows.update({f"last step (T={T})": rep["last"], "ORACLE best step (uses GT)": rep["oracle_best_step (uses GT)"],
+                     "stop-when-still (label-free)": rep["stop_when_still"],
+                     "confidence (label-free)": rep["confidence"]})
+    return rows
 
 
 def stability(trajs: Sequence[Trajectory]) -> dict:
@@ -116,9 +141,9 @@ def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
         "per_step": steps,
         "step0": steps[0],
         "last": steps[-1],
-        "oracle_best_step (uses GT)": select(trajs, oracle_rule),
+        "oracle_best_step (uses GT)": select(trajs, oracle_rule, runs_all_steps=True),
         "stop_when_still": select(trajs, still_rule(still_eps)),
-        "confidence": select(trajs, confidence_rule),
+        "confidence": select(trajs, confidence_rule, runs_all_steps=True),
         "stability": stability(trajs),
         "by_family_step0": by_family(trajs, 0),
         "by_family_last": by_family(trajs, len(trajs[0].steps) - 1),

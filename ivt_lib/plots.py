@@ -16,14 +16,26 @@ GT_RGB, PRED_RGB = (0, 230, 0), (255, 40, 40)
 
 
 def per_step_curves(runs: Mapping[str, Sequence[dict]], title: str = "IoU and accuracy per refinement step"):
-    """Acc@0.5 and mean IoU against the step, one line per configuration (``runs[name] = per_step metrics``)."""
+    """Acc@0.5 and mean IoU against the step, one line per configuration (``runs[name] = per_step metrics``), with
+    95 % bands (Wilson for Acc@0.5, ±1.96 SE for mean IoU) and full-scale axes, so a few samples never look like a
+    collapse."""
+    from .stats import proportion_ci
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, ps in runs.items():
         steps = list(range(len(ps)))
-        axes[0].plot(steps, [m["acc@0.5"] * 100 for m in ps], marker="o", label=name)
-        axes[1].plot(steps, [m["mean_iou"] for m in ps], marker="o", label=name)
-    axes[0].set(xlabel="step (0 = grounding)", ylabel="Acc@0.5 (%)")
-    axes[1].set(xlabel="step (0 = grounding)", ylabel="mean IoU")
+        line = axes[0].plot(steps, [m["acc@0.5"] * 100 for m in ps], marker="o", label=name)[0]
+        if all("n" in m for m in ps):
+            ci = [proportion_ci(round(m["acc@0.5"] * m["n"]), m["n"]) for m in ps]
+            axes[0].fill_between(steps, [100 * lo for lo, _ in ci], [100 * hi for _, hi in ci],
+                                 color=line.get_color(), alpha=0.15)
+        axes[1].plot(steps, [m["mean_iou"] for m in ps], marker="o", label=name, color=line.get_color())
+        if all("mean_iou_se" in m for m in ps):
+            axes[1].fill_between(steps, [m["mean_iou"] - 1.96 * m["mean_iou_se"] for m in ps],
+                                 [m["mean_iou"] + 1.96 * m["mean_iou_se"] for m in ps], color=line.get_color(),
+                                 alpha=0.15)
+    axes[0].set(xlabel="step (0 = grounding)", ylabel="Acc@0.5 (%)", ylim=(0, 100))
+    axes[1].set(xlabel="step (0 = grounding)", ylabel="mean IoU", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_xticks(range(max(len(p) for p in runs.values())))

@@ -13,6 +13,7 @@ import numpy as np
 from . import boxes as bx
 from .loop import Policy, Trajectory, run_loop
 from .scenes import COLOURS
+from .stats import mcnemar
 
 MOVE_EPS = 0.01
 
@@ -71,7 +72,7 @@ def drop_drivers(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
                  coord_format: str = "qwen3") -> dict[str, dict]:
     """One refine step from the model's own step-0 boxes under each :data:`DROP_DRIVER_ARMS` arm.
 
-    Per arm: the presence-probe statistics, the Acc@0.5 flips against step 0 (``gained``/``lost``), and Acc@0.5
+    Per arm: the presence-probe statistics, the Acc@0.5 flips against step 0 (exact McNemar), and Acc@0.5
     after the step split by whether the expression names a colour (does the red fill hide the named colour?)."""
     colour = np.array([_names_colour(s["expression"]) for s in samples])
     out = {}
@@ -82,8 +83,7 @@ def drop_drivers(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
         before = np.array([t.steps[0].iou >= 0.5 for t in trajs])
         after = np.array([t.steps[1].iou >= 0.5 for t in trajs])
         st = _arm_stats(trajs)
-        st.update(gained=int((after & ~before).sum()), lost=int((before & ~after).sum()),
-                  overlay=overlay or "none", prompt_format=fmt,
+        st.update(mcnemar_vs_step0=mcnemar(before, after), overlay=overlay or "none", prompt_format=fmt,
                   **{f"acc@0.5_after_{k}": (float(after[m].mean()) if m.any() else float("nan"))
                      for k, m in (("colour_named", colour), ("no_colour_named", ~colour))},
                   **{f"acc@0.5_before_{k}": (float(before[m].mean()) if m.any() else float("nan"))

@@ -111,15 +111,15 @@ def test_table_values_for_the_naive_config(configs):
     assert r["step 0"]["acc@0.5"] == pytest.approx(0.5)
     assert r["last step (T=2)"]["mean_iou"] == pytest.approx((0.4 + 0.8 + 0.6 + 0.2) / 4)
     assert r["ORACLE best step (uses GT)"]["mean_iou"] == pytest.approx((0.9 + 0.8 + 0.6 + 0.5) / 4)
-    # confidence picks steps 0, 2, 0 (first of equal maxima), 1 -> IoUs .9 .8 .6 .5, passes 1 3 1 2
+    # confidence picks steps 0, 2, 0 (first of equal maxima), 1 -> IoUs .9 .8 .6 .5; it must run all 3 steps to compare
     assert r["confidence (label-free)"]["mean_iou"] == pytest.approx((0.9 + 0.8 + 0.6 + 0.5) / 4)
-    assert r["confidence (label-free)"]["passes"] == pytest.approx((1 + 3 + 1 + 2) / 4)
+    assert r["confidence (label-free)"]["passes"] == 3
     # stop-when-still: only c stands still (at step 1); the rest run to the end
     assert r["stop-when-still (label-free)"]["passes"] == pytest.approx((3 + 3 + 2 + 3) / 4)
     assert r["stop-when-still (label-free)"]["mean_iou"] == pytest.approx((0.4 + 0.8 + 0.6 + 0.2) / 4)
-    # the passes column: 1 for step 0, T + 1 for the last step, the rule's mean passes otherwise
+    # the passes column: 1 for step 0, T + 1 for the last step and for rules that compare every step (true compute)
     assert r["step 0"]["passes"] == 1.0 and r["last step (T=2)"]["passes"] == 3
-    assert r["ORACLE best step (uses GT)"]["passes"] == pytest.approx((1 + 3 + 1 + 2) / 4)
+    assert r["ORACLE best step (uses GT)"]["passes"] == 3
     # stability columns on every row of an iterative configuration
     for row in r.values():
         # T vs 0: a degrades, b and d (a parse failure at step 0 counts as IoU 0) improve, c stays
@@ -210,7 +210,7 @@ def test_compute_curve(configs):
     # fixed T = t: (t + 1 passes, acc@0.5 at step t): .9 .3 .6 0 | .6 .7 .6 .5 | .4 .8 .6 .2
     assert c["fixed"] == [(1, pytest.approx(0.5)), (2, pytest.approx(1.0)), (3, pytest.approx(0.5))]
     assert set(c["rules"]) == {"stop-when-still", "confidence", "ORACLE (uses GT)"}
-    assert c["rules"]["ORACLE (uses GT)"] == (pytest.approx(7 / 4), pytest.approx(1.0))
+    assert c["rules"]["ORACLE (uses GT)"] == (pytest.approx(3.0), pytest.approx(1.0))  # it runs every step
     assert c["rules"]["stop-when-still"] == (pytest.approx(11 / 4), pytest.approx(0.5))
     single = ev.compute_curve(configs["base, single shot"])
     assert single["fixed"] == [(1, pytest.approx(2 / 3))]

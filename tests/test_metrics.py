@@ -135,7 +135,8 @@ def test_select_with_oracle_and_last_hand_computed():
     assert o["mean_iou"] == pytest.approx((0.8 + 0.9 + 0.3) / 3)
     assert o["acc@0.5"] == pytest.approx(2 / 3)
     assert o["acc@0.9"] == pytest.approx(1 / 3)
-    assert o["mean_passes"] == pytest.approx((2 + 1 + 3) / 3)
+    assert o["mean_passes"] == pytest.approx((2 + 1 + 3) / 3)  # what the pick alone would cost
+    assert mt.select(trajs, mt.oracle_rule, runs_all_steps=True)["mean_passes"] == 3  # what the oracle really runs
     assert o["n"] == 3
     last = mt.select(trajs, mt.last_rule)
     assert last["mean_iou"] == pytest.approx((0.5 + 0.5 + 0.3) / 3)

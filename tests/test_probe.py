@@ -152,6 +152,7 @@ def test_classify_not_degrading_is_none():
     ((10.0, 10.0, 30.0, 30.0), "shrink"),          # area ratio 0.25 < 0.7
     ((0.0, 0.0, 60.0, 60.0), "grow"),              # area ratio 2.25 > 1/0.7
     ((20.0, 10.0, 60.0, 50.0), "drift"),           # same size, moved
+    ((30.0, 30.0, 30.0, 50.0), "degenerate_box"),  # zero width: degenerate, not a shrink
 ])
 def test_classify_each_kind(last, kind):
     t = tr(st(GT), st(last, parse_ok=last is not None))
@@ -187,7 +188,8 @@ def test_failure_anatomy_counts():
              tr(st((20.0, 20.0, 60.0, 60.0)), st(GT)), tr(st(GT), st(GT))]
     out = probe.failure_anatomy(trajs, [SAMPLE] * len(trajs))
     assert out["n"] == 6 and out["n_degrading"] == 4
-    assert out["counts"] == {"drift": 1, "shrink": 2, "grow": 0, "jump_to_distractor": 0, "parse_failure": 1}
+    assert out["counts"] == {"drift": 1, "shrink": 2, "grow": 0, "jump_to_distractor": 0, "degenerate_box": 0,
+                             "parse_failure": 1}
     assert out["shares_of_degrading"]["shrink"] == pytest.approx(0.5)
     assert out["shares_of_degrading"]["grow"] == 0.0
     assert sum(out["shares_of_degrading"].values()) == pytest.approx(1.0)
@@ -254,3 +256,48 @@ def test_selection_anatomy_tells_wrong_object_from_imprecise_box():
                                           "2": {"n": 2, "acc@0.5": 0.5, "chance": 0.5},
                                           "3": {"n": 1, "acc@0.5": 0.0, "chance": 1 / 3}}
     assert selection_anatomy(trajs[4:], samples[4:]) == {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# drop drivers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_drop_driver_arms_show_what_they_say(test_samples):
+    samples = test_samples[:4]
+    pol = FakePolicy(shift=0)
+    out = probe.drop_drivers(pol, samples, _own_boxes(samples))
+    arms = list(probe.DROP_DRIVER_ARMS)
+    assert list(out) == arms and len(pol.calls) == len(arms)
+    originals = [np.asarray(s["image"].convert("RGB")).astype(int) for s in samples]
+    seen = dict(zip(arms, pol.arrays))
+    texts = {a: [m[0]["content"][1]["text"] for m in c[0]] for a, c in zip(arms, pol.calls)}
+    naive, outline, light = (seen[a] for a in arms[0:1] + arms[2:4])
+    for i, orig in enumerate(originals):
+        assert (seen["stated in text only (not drawn)"][i] == orig).all()
+        assert (seen["regrounding_control (not drawn, grounding prompt)"][i] == orig).all()
+        # how much red each overlay adds: the fill > the lighter fill > the outline alone (> 0)
+        red = [np.abs(x[i] - orig).sum() for x in (naive, light, outline)]
+        assert red[0] > red[1] > red[2] > 0
+        assert (seen["drawn, grounding prompt (a format the base knows)"][i] == naive[i]).all()
+    assert all("Refinement step" in t for t in texts[arms[0]])
+    assert all(t.startswith("Locate") and "Refinement" not in t for t in texts[arms[4]] + texts[arms[5]])
+    # the grounding prompts carry no previous box: the fake policy answers its step-0 box
+    assert out[arms[5]]["mcnemar_vs_step0"]["gained"] + out[arms[5]]["mcnemar_vs_step0"]["lost"] >= 0
+    for v in out.values():
+        assert v["n"] == 4 and 0.0 <= v["acc@0.5_after"] <= 1.0 and v["mcnemar_vs_step0"]["p"] <= 1.0
+        assert {"acc@0.5_after_colour_named", "acc@0.5_after_no_colour_named"} <= set(v)
+
+
+def test_single_shot_and_object_count_rows(test_samples):
+    from ivt_lib.loop import run_loop
+
+    samples = test_samples[:9]
+    trajs = run_loop(FakePolicy(), samples, T=0, show_progress=False)
+    rep = probe.single_shot(trajs, samples)
+    assert rep["overall"]["n"] == 9 and set(rep["by_family"]) == {s["family"] for s in samples}
+    rows = probe.object_count_rows({"b": rep})
+    assert sum(r["n"] for r in rows) == 9
+    for r in rows:
+        assert r["chance"] == pytest.approx(1 / r["objects"])
+        assert r["above_chance_pp"] == pytest.approx(100 * (r["acc@0.5"] - r["chance"]))
