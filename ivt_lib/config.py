@@ -138,7 +138,7 @@ class BaseModelConfig(GenerationStageConfig):
 
     ablation_model: str = "data/base_model_refine_mix"  # empty: no ablation base (the paper tiers)
     retrain: bool = False
-    retrain_steps: int = 12000
+    retrain_steps: int = 9000
     grid_n: int = 12
 
     def __post_init__(self) -> None:
@@ -308,18 +308,27 @@ class GRPOStageConfig(GenerationStageConfig):
 
 
 @dataclass
-class EvaluationConfig(StageConfig):
-    """Notebook 05: every configuration side by side, figures, the paper's numbers beside ours."""
+class EvaluationConfig(GenerationStageConfig):
+    """Notebook 05: every configuration side by side, deployable vs oracle, figures, the paper's numbers beside ours."""
 
+    ablation_model: str = "data/base_model_refine_mix"
     trajectories_dir: str = "runs/default/trajectories"
     still_eps: float = 0.05
     hard_threshold: float = 0.5
+    fit_rules: bool = True           # fit the label-free rules on validation and run the equal-compute baselines
+    val_n: int = 0                   # validation samples the rules are fitted on (0 = the whole split)
+    sample_temperature: float = 0.7  # sampling temperature of the N step-0 answers (best-of-N, self-consistency)
     grid_n: int = 6
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
+        _check(isinstance(self.val_n, int) and self.val_n >= 0, "val_n", self.val_n, "must be an int >= 0")
+        _check(0.0 < self.sample_temperature <= 2.0, "sample_temperature", self.sample_temperature,
+               "must be in (0, 2]")
+        _check(self.split != "validation" or not self.fit_rules, "split", self.split,
+               "the rules are fitted on validation, so they cannot be scored on it: use split=test")
 
 
 @dataclass

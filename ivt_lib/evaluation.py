@@ -33,6 +33,20 @@ PAPER_STABILITY = {"SFT + IVT": {"degradation": 0.140, "degrade": 0.634},
                    "SFT + GRPO + IVT": {"degradation": 0.029, "degrade": 0.248}}
 
 
+def config_models(model: str, ablation_model: str, runs_dir: str | Path) -> dict[str, str]:
+    """The model behind each iterative configuration whose folder exists (the deployable rules need passes)."""
+    from .config import model_source
+
+    runs = Path(runs_dir)
+    out = {"base + naive iteration": model_source(model)}
+    if ablation_model:
+        out["refine-mix base + naive iteration (ablation)"] = model_source(ablation_model)
+    for name, sub in (("SFT + IVT", runs / "sft" / "student" / "merged"), ("SFT + GRPO + IVT", runs / "grpo" / "merged")):
+        if (sub / "config.json").exists():
+            out[name] = str(sub)
+    return out
+
+
 def load_configs(traj_dir: str | Path) -> dict[str, list[Trajectory]]:
     """The trajectories of every configuration that has been run (missing files are skipped)."""
     d = Path(traj_dir)
@@ -91,15 +105,6 @@ def hard_cases(trajs: Sequence[Trajectory], threshold: float = 0.5) -> dict:
             "mean_iou_last": float(np.mean([t.steps[-1].iou for t in hard])),
             "mean_iou_oracle (uses GT)": float(np.mean([max(t.ious) for t in hard])),
             "acc@0.5_last": float(np.mean([t.steps[-1].iou >= 0.5 for t in hard]))}
-
-
-def compute_curve(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
-    """Accuracy vs passes per sample: fixed T = 0..T, and the label-free stopping rules (their mean passes)."""
-    fixed = [(t + 1, metrics.step_metrics(trajs, t)["acc@0.5"]) for t in range(len(trajs[0].steps))]
-    rules = {name: metrics.select(trajs, rule, all_steps) for name, rule, all_steps in
-             (("stop-when-still", metrics.still_rule(still_eps), False), ("confidence", metrics.confidence_rule, True),
-              ("ORACLE (uses GT)", metrics.oracle_rule, True))}
-    return {"fixed": fixed, "rules": {k: (v["mean_passes"], v["acc@0.5"]) for k, v in rules.items()}}
 
 
 def versus_paper(rows: Sequence[dict]) -> list[dict]:

@@ -125,3 +125,14 @@ def load_policy(source: str | Path, backend: str = "hf", device: str = "auto", d
 
     model, processor = load_model(source, device, dtype)
     return HFPolicy(model, processor, max_new_tokens, batch_size, show_progress=show_progress)
+
+
+def sampling_copy(policy, temperature: float, top_p: float = 1.0):
+    """The same policy (same weights, no reload) sampling at ``temperature``/``top_p`` instead of greedy."""
+    import copy
+
+    if temperature <= 0:
+        raise ValueError(f"sampling_copy needs temperature > 0, got {temperature}")
+    out = copy.copy(policy)  # shallow: the model (or vLLM engine) is shared
+    out.temperature, out.top_p = temperature, top_p
+    return out

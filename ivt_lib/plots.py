@@ -131,21 +131,33 @@ def grpo_curves(logs: Sequence[dict]):
     return fig
 
 
-def compute_curves(curves: Mapping[str, dict]):
-    """Acc@0.5 against forward passes per sample: a line per configuration for fixed T, markers for the rules."""
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    markers = {"stop-when-still": "s", "confidence": "^", "ORACLE (uses GT)": "*"}
-    for i, (name, c) in enumerate(curves.items()):
-        colour = f"C{i}"
-        xs, ys = zip(*c["fixed"])
-        ax.plot(xs, [100 * y for y in ys], "-o", color=colour, label=f"{name} (fixed T)")
-        for rule, (x, y) in c["rules"].items():
-            ax.plot([x], [100 * y], markers.get(rule, "x"), color=colour, ms=8, mfc="none")
-    for rule, m in markers.items():
-        ax.plot([], [], m, color="k", mfc="none", label=rule)
-    ax.set(xlabel="forward passes per sample", ylabel="Acc@0.5 (%)", title="Accuracy vs compute")
+def accuracy_vs_compute(rows: Sequence[dict], n: int):
+    """Acc@0.5 (with 95 % Wilson error bars over ``n`` samples) against the forward passes each answer really costs:
+    one colour per configuration, one marker per way of choosing the answer; ORACLE rules hollow."""
+    from .stats import proportion_ci
+
+    kinds = [("step 0", "o"), ("last step", "D"), ("ORACLE best", "*"), ("best-of", "P"), ("self-consistency", "X"),
+             ("stop-when-still", "s"), ("confidence", "^"), ("move gate", "v"), ("verifier", "h")]
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    names = list(dict.fromkeys(r["configuration"] for r in rows))
+    for r in rows:
+        colour = f"C{names.index(r['configuration']) % 10}"
+        marker = next((m for k, m in kinds if r["rule"].startswith(k)), "x")
+        lo, hi = proportion_ci(round(r["acc@0.5"] * n), n)
+        y = 100 * r["acc@0.5"]
+        ax.errorbar([r["passes"]], [y], yerr=[[y - 100 * lo], [100 * hi - y]], fmt=marker, color=colour, ms=7,
+                    mfc="none" if "ORACLE" in r["rule"] else colour, capsize=2, alpha=0.85)
+    for i, name in enumerate(names):
+        ax.plot([], [], "o", color=f"C{i % 10}", label=name)
+    for k, m in kinds:
+        ax.plot([], [], m, color="k", mfc="none" if k.startswith(("ORACLE", "best-of")) else "k", label=k)
+    ref = next((r for r in rows if r["rule"] == "step 0"), None)
+    if ref is not None:
+        ax.axhline(100 * ref["acc@0.5"], color="grey", ls=":", lw=1)
+    ax.set(xlabel="forward passes per sample (true compute)", ylabel="Acc@0.5 (%)", ylim=(0, 100),
+           title="Accuracy vs compute (hollow: ORACLE, uses the ground truth)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
 

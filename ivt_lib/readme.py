@@ -58,52 +58,130 @@ def _load(results: Path, name: str) -> tuple[dict | None, dict | None]:
     return json.loads(p.read_text()), (json.loads(prov.read_text()) if prov.exists() else None)
 
 
+def _ci(lo: float, hi: float) -> str:
+    return f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _paired(c: dict) -> str:
+    """A paired comparison in one cell: Δ Acc@0.5 pp [95 % CI], gained/lost, McNemar p."""
+    m = c["mcnemar"]
+    return (f"{100 * c['d_acc@0.5']:+.1f} {_ci(*c['ci_acc@0.5'])} | {m['gained']}/{m['lost']} | {m['p']:.3g} | "
+            f"{c['d_mean_iou']:+.3f} [{c['ci_mean_iou'][0]:+.3f}, {c['ci_mean_iou'][1]:+.3f}]")
+
+
+def _deployable(ev: dict) -> list[str]:
+    rows = ev.get("deployable_vs_oracle") or []
+    if not rows:
+        return []
+    out = ["### Deployable vs oracle (505-sample synthetic test split; 05_evaluation)", "",
+           "Every answer against **base single shot** on the same samples: Δ Acc@0.5 in pp with its paired 95 % "
+           "bootstrap CI, the Acc@0.5 flips gained/lost and the exact McNemar p. Passes = forward passes per sample the "
+           "rule must run. **ORACLE** rows use the ground truth and are not deployable; the move gate and the verifier "
+           "were fitted on the validation split.", "",
+           "| configuration | answer | passes | Acc@0.5 | Δ Acc@0.5 [95 % CI] | gained/lost | p | Δ mIoU [95 % CI] | "
+           "Acc@0.7 | Acc@0.9 | mean IoU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rule = r["rule"].replace("ORACLE", "**ORACLE**")
+        c = {"d_acc@0.5": r["d_acc@0.5"], "ci_acc@0.5": r["ci_acc@0.5"], "d_mean_iou": r["d_mean_iou"],
+             "ci_mean_iou": r["ci_mean_iou"], "mcnemar": {"gained": r["gained"], "lost": r["lost"], "p": r["p"]}}
+        out.append(f"| {r['configuration']} | {rule} | {r['passes']:.2f} | {_pct(r['acc@0.5'])} | {_paired(c)} | "
+                   f"{_pct(r['acc@0.7'])} | {_pct(r['acc@0.9'])} | {r['mean_iou']:.3f} |")
+    out.append("")
+    if ev.get("verdict"):
+        out += [f"**Verdict (generated from the numbers):** {ev['verdict']['text']}", ""]
+    return out
+
+
+def _naive(naive: dict, label: str) -> list[str]:
+    T = naive["T"] if "T" in naive else len(naive["per_step"]) - 1
+    head = ("| answer | Acc@0.5 | Acc@0.7 | Acc@0.9 | mean IoU | parse % | passes |\n"
+            "|---|---|---|---|---|---|---|")
+    out = [f"#### {label}", "", head, _row("step 0 (single shot)", naive["step0"], "1"),
+           _row(f"last step (T={T})", naive["last"], str(T + 1)),
+           _row("**ORACLE** best step (uses ground truth)", naive["oracle_best_step (uses GT)"]),
+           _row("stop-when-still (label-free)", naive["stop_when_still"]),
+           _row("confidence: max mean log-prob (label-free)", naive["confidence"]), ""]
+    s = naive["stability"]
+    out += ["| per-step IoU degradation | mean ΔIoU per step | improve % | degrade % | stay % |", "|---|---|---|---|---|",
+            f"| {s['degradation']:.3f} | {s['mean_delta_iou']:+.3f} | {_pct(s['improve'])} | {_pct(s['degrade'])} | "
+            f"{_pct(s['stay'])} |", ""]
+    if naive.get("paired_last_vs_step0"):
+        out += ["| last step vs step 0 | Δ Acc@0.5 [95 % CI] | gained/lost | p | Δ mIoU [95 % CI] |", "|---|---|---|---|---|",
+                f"| step {T} | {_paired(naive['paired_last_vs_step0'])} |"]
+        if naive.get("paired_curve_last_vs_step0"):
+            Tc = len(naive["curve_per_step"]) - 1
+            out.append(f"| step {Tc} (curve run) | {_paired(naive['paired_curve_last_vs_step0'])} |")
+        out.append("")
+    curve = naive.get("curve_per_step", [])
+    if curve:
+        out += ["Acc@0.5 by step: " + " → ".join(f"{_pct(m['acc@0.5'])}" for m in curve), ""]
+    pr = naive.get("presence_probe")
+    if pr:
+        out += ["Presence probe (one refine step from each start):", "",
+                "| start | IoU before | IoU after | toward truth % | away % | unchanged % |", "|---|---|---|---|---|---|"]
+        out += [f"| {k} | {v['iou_before']:.3f} | {v['iou_after']:.3f} | {_pct(v['toward_truth'])} | "
+                f"{_pct(v['away_from_truth'])} | {_pct(v['unchanged'])} |" for k, v in pr.items()]
+        out.append("")
+    dd = naive.get("drop_drivers")
+    if dd:
+        out += ["What drives the drop (one refine step from the own step-0 box; flips against step 0, exact McNemar):", "",
+                "| arm | Acc@0.5 before → after | gained/lost | p | parse % after | after, colour named | "
+                "after, no colour named |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {k} | {_pct(v['acc@0.5_before'])} → {_pct(v['acc@0.5_after'])} | "
+                f"{v['mcnemar_vs_step0']['gained']}/{v['mcnemar_vs_step0']['lost']} | {v['mcnemar_vs_step0']['p']:.3g} | "
+                f"{_pct(v['parse_rate_after'])} | {_pct(v['acc@0.5_after_colour_named'])} | "
+                f"{_pct(v['acc@0.5_after_no_colour_named'])} |" for k, v in dd.items()]
+        out.append("")
+    an = naive.get("failure_anatomy")
+    if an and an.get("n_degrading"):
+        out += [f"Failure anatomy of the {an['n_degrading']} degrading samples: " + ", ".join(
+            f"{k} {_pct(v)} %" for k, v in an["shares_of_degrading"].items()), ""]
+    return out
+
+
+def _objects(name: str, rep: dict) -> list[str]:
+    rows = [(f, k, v) for f, a in rep.get("selection_anatomy", {}).items() for k, v in a["acc_by_objects"].items()]
+    if not rows:
+        return []
+    return [f"Acc@0.5 by object count, {name} (chance = 1 / objects): " + "; ".join(
+        f"{f} {k} obj. {_pct(v['acc@0.5'])} (chance {_pct(v['chance'])}, n={v['n']})" for f, k, v in rows), ""]
+
+
 def render(results: Path = ROOT / "results") -> str:
     """Markdown for the results section, from the JSON files in ``results``."""
     out = [START, "", "_Generated by `python -m ivt_lib.readme` from `results/`; do not edit by hand._", ""]
     head = ("| configuration | Acc@0.5 | Acc@0.7 | Acc@0.9 | mean IoU | parse % | passes |\n"
             "|---|---|---|---|---|---|---|")
-    base, bprov = _load(results, "base_model.json")
-    naive, nprov = _load(results, "naive_iteration.json")
-    if base:
-        out += ["### Base grounder, single shot (505-sample synthetic test split)", "", head,
-                _row("base, overall", base["overall"], "1")]
-        out += [_row(f"base, {f}-like", m, "1") for f, m in base["by_family"].items()]
-        out.append("")
-    if naive:
-        T = naive["T"]
-        out += [f"### Naive iteration (T={T}): step 0, last step, oracle and label-free stopping", "", head,
-                _row("step 0 (single shot)", naive["step0"], "1"),
-                _row(f"last step (T={T})", naive["last"], str(T + 1)),
-                _row("**ORACLE** best step (uses ground truth)", naive["oracle_best_step (uses GT)"]),
-                _row("stop-when-still (label-free)", naive["stop_when_still"]),
-                _row("confidence: max mean log-prob (label-free)", naive["confidence"]), ""]
-        s = naive["stability"]
-        out += ["| per-step IoU degradation | mean ΔIoU per step | improve % | degrade % | stay % |",
-                "|---|---|---|---|---|",
-                f"| {s['degradation']:.3f} | {s['mean_delta_iou']:+.3f} | {_pct(s['improve'])} | {_pct(s['degrade'])} | "
-                f"{_pct(s['stay'])} |", ""]
-        curve = naive.get("curve_per_step", [])
-        if curve:
-            out += ["Acc@0.5 by step: " + " → ".join(f"{_pct(m['acc@0.5'])}" for m in curve), ""]
-        pr = naive.get("presence_probe")
-        if pr:
-            out += ["Presence probe (one refine step from each start):", "",
-                    "| start | IoU before | IoU after | toward truth % | away % | unchanged % |", "|---|---|---|---|---|---|"]
-            out += [f"| {k} | {v['iou_before']:.3f} | {v['iou_after']:.3f} | {_pct(v['toward_truth'])} | "
-                    f"{_pct(v['away_from_truth'])} | {_pct(v['unchanged'])} |" for k, v in pr.items()]
-            out.append("")
+    base, _ = _load(results, "base_model.json")
+    naive, _ = _load(results, "naive_iteration.json")
     ev, _ = _load(results, "evaluation.json")
     if ev:
-        out += ["### All configurations (505-sample synthetic test split; 05_evaluation)", "",
-                "| configuration | answer taken from | Acc@0.5 | Acc@0.7 | Acc@0.9 | mean IoU | passes | degradation | "
-                "improve % | degrade % |", "|---|---|---|---|---|---|---|---|---|---|"]
+        out += _deployable(ev)
+    if base:
+        out += ["### Base grounders, single shot (505-sample synthetic test split)", "", head,
+                _row("pure base (data/base_model), overall", base["overall"], "1")]
+        out += [_row(f"pure base, {f}-like", m, "1") for f, m in base["by_family"].items()]
+        ab = base.get("ablation_base")
+        if ab:
+            out.append(_row("refine-mix ablation base, overall", ab["overall"], "1"))
+            out += [_row(f"refine-mix ablation base, {f}-like", m, "1") for f, m in ab["by_family"].items()]
+        out.append("")
+        out += _objects("pure base", base)
+        if ab:
+            out += _objects("refine-mix ablation base", ab)
+    if naive:
+        out += [f"### Naive iteration (T={naive['T']}): step 0, last step, oracle and label-free stopping", ""]
+        out += _naive(naive, "pure base (data/base_model)")
+        if naive.get("ablation_base"):
+            out += _naive({"T": naive["T"], **naive["ablation_base"]}, "refine-mix ablation base")
+    if ev:
+        out += ["### Stability of every iterative configuration (05_evaluation)", "",
+                "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]
         for r in ev["table"]:
-            stab = (f"{r['degradation']:.3f} | {_pct(r['improve'])} | {_pct(r['degrade'])}" if "degradation" in r
-                    else "– | – | –")
-            sel = r["selection"].replace("ORACLE", "**ORACLE**")
-            out.append(f"| {r['configuration']} | {sel} | {_pct(r['acc@0.5'])} | {_pct(r['acc@0.7'])} | "
-                       f"{_pct(r['acc@0.9'])} | {r['mean_iou']:.3f} | {r['passes']:.2f} | {stab} |")
+            if "degradation" in r and r["selection"].startswith("last step (T="):
+                T = r["selection"][len("last step (T="):].rstrip(")")
+                out.append(f"| {r['configuration']} | {T} | {r['degradation']:.3f} | {_pct(r['improve'])} | "
+                           f"{_pct(r['degrade'])} | {_pct(r['stay'])} |")
         out.append("")
         conf = ev.get("confidence_correlation", {})
         if conf:

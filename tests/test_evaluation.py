@@ -205,18 +205,6 @@ def test_hard_cases(configs):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_compute_curve(configs):
-    c = ev.compute_curve(configs["base + naive iteration"])
-    # fixed T = t: (t + 1 passes, acc@0.5 at step t): .9 .3 .6 0 | .6 .7 .6 .5 | .4 .8 .6 .2
-    assert c["fixed"] == [(1, pytest.approx(0.5)), (2, pytest.approx(1.0)), (3, pytest.approx(0.5))]
-    assert set(c["rules"]) == {"stop-when-still", "confidence", "ORACLE (uses GT)"}
-    assert c["rules"]["ORACLE (uses GT)"] == (pytest.approx(3.0), pytest.approx(1.0))  # it runs every step
-    assert c["rules"]["stop-when-still"] == (pytest.approx(11 / 4), pytest.approx(0.5))
-    single = ev.compute_curve(configs["base, single shot"])
-    assert single["fixed"] == [(1, pytest.approx(2 / 3))]
-    assert all(p == 1.0 for p, _ in single["rules"].values())
-
-
 def test_versus_paper(configs):
     rows = ev.table(configs)
     out = ev.versus_paper(rows)

@@ -24,5 +24,22 @@ def test_render_handles_results(tmp_path):
     m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
     (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {"refadv": m}}))
     out = readme.render(tmp_path)
-    assert "| base, overall | 50.0 | 25.0 | 0.0 | 0.400 | 100.0 | 1 |" in out
+    assert "| pure base (data/base_model), overall | 50.0 | 25.0 | 0.0 | 0.400 | 100.0 | 1 |" in out
     assert "refadv-like" in out
+
+
+def test_deployable_table_leads_and_carries_cis(tmp_path):
+    import json
+
+    row = {"configuration": "SFT + IVT", "rule": "verifier (label-free, fitted on validation)", "passes": 3.0,
+           "acc@0.5": 0.75, "acc@0.7": 0.7, "acc@0.9": 0.4, "mean_iou": 0.7, "d_acc@0.5": 0.02,
+           "ci_acc@0.5": [-0.01, 0.05], "d_mean_iou": 0.01, "ci_mean_iou": [-0.004, 0.02], "gained": 12, "lost": 2,
+           "p": 0.013}
+    ev = {"deployable_vs_oracle": [row], "verdict": {"text": "No label-free rule ..."}, "table": []}
+    (tmp_path / "evaluation.json").write_text(json.dumps(ev))
+    m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
+    (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {}}))
+    out = readme.render(tmp_path)
+    assert out.index("Deployable vs oracle") < out.index("Base grounders")
+    assert "| +2.0 [-1.0, +5.0] | 12/2 | 0.013 | +0.010 [-0.004, +0.020] |" in out
+    assert "**Verdict (generated from the numbers):** No label-free rule" in out
