@@ -145,3 +145,18 @@ def fit_and_sample(policy, test_trajs: Sequence[Trajectory], test_samples: Seque
                         sample_seeds=[derive_seed("step0-sample", seed, k, str(s["id"])) for s in test_samples])
                for k in range(T + 1)]
     return fitted, sampled
+
+
+def paired_summary(trajs: Sequence[Trajectory], reference: Sequence[Trajectory] | None = None,
+                   seed: int = 0) -> dict[str, dict]:
+    """Paired comparisons for one configuration (notebooks 03/04): its last step against its own step 0, and its
+    step 0 and last step against base single shot (``reference``) on the samples both cover."""
+    T = len(trajs[0].steps) - 1
+    out = {f"last step (T={T}) vs own step 0": stats.compare(metrics.step_ious(trajs, 0),
+                                                              metrics.step_ious(trajs, T), seed)}
+    if reference:
+        both = common_samples({"ref": reference, "cfg": trajs})
+        ref = metrics.step_ious(both["ref"], 0)
+        out["step 0 vs base single shot"] = stats.compare(ref, metrics.step_ious(both["cfg"], 0), seed)
+        out[f"last step (T={T}) vs base single shot"] = stats.compare(ref, metrics.step_ious(both["cfg"], T), seed)
+    return out

@@ -48,6 +48,26 @@ def test_parameters_match_dataclass_and_yaml(nb):
         assert set(section) <= set(params), f"{tier}.yaml keys that are not parameters: {set(section) - set(params)}"
 
 
+@pytest.mark.parametrize("nb", NBS, ids=IDS)
+def test_no_cell_rebinds_a_parameter(nb):
+    """An import or assignment that reuses a parameter's name silently replaces the parameter (notebook 04 once
+    imported the module ``single_step`` over its ``single_step: bool`` parameter, so the ablation could not be
+    switched off)."""
+    params = set(pm.inspect_notebook(str(nb)))
+    n = nbformat.read(nb, as_version=4)
+    bound = []
+    for c in [c for c in n.cells if c.cell_type == "code"][1:]:
+        for x in ast.walk(ast.parse(c.source)):
+            if isinstance(x, (ast.Import, ast.ImportFrom)):
+                bound += [(a.asname or a.name).split(".")[0] for a in x.names]
+            elif isinstance(x, ast.Name) and isinstance(x.ctx, ast.Store):
+                bound.append(x.id)
+            elif isinstance(x, (ast.For, ast.comprehension)) and isinstance(x.target, ast.Name):
+                bound.append(x.target.id)
+    clash = sorted(params & set(bound))
+    assert not clash, f"{nb.stem}: cells rebind parameters {clash}"
+
+
 def test_invalid_parameters_fail_before_work(tmp_path):
     nb = NBS[0]
     with pytest.raises(pm.PapermillExecutionError, match="batch_size"):

@@ -376,3 +376,44 @@ def test_scene_to_record_schema():
             assert (ro["shape"], ro["colour"], ro["size"]) == (o.shape, o.colour, o.size)
             assert ro["box"] == list(o.box)
         assert r["objects"][r["target"]]["box"] == r["bbox"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# attribute-contrast scenes (pretraining stream only)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _contrast(n=200):
+    return [scenes.generate_scene(random.Random(f"c-{i}"), "contrast") for i in range(n)]
+
+
+def test_contrast_scenes_have_a_twin_differing_in_exactly_one_attribute():
+    axes = {"colour": 0, "shape": 0, "size": 0, "position": 0}
+    for s in _contrast():
+        assert scenes.matches(s) == [s.target] and s.family == "contrast"
+        t = s.objects[s.target]
+        diffs = []
+        for i, o in enumerate(s.objects):
+            if i == s.target:
+                continue
+            d = [k for k in ("colour", "shape", "size") if getattr(o, k) != getattr(t, k)]
+            diffs.append(d)
+        # some object differs from the target in at most one attribute (the twin; position twins in none)
+        assert min(len(d) for d in diffs) <= 1
+        words = s.expression.split()
+        assert t.colour in words and t.shape in words, "the expression names the target's colour and shape"
+        if "small" in words or "large" in words:
+            axes["size"] += 1
+        elif s.spec.get("superlative"):
+            axes["position"] += 1
+        elif any(d == ["colour"] for d in diffs):
+            axes["colour"] += 1
+        else:
+            axes["shape"] += 1
+    assert all(v >= 20 for v in axes.values()), axes
+
+
+def test_contrast_is_not_a_split_family():
+    assert "contrast" not in scenes.FAMILIES
+    recs = list(scenes.iter_split("test", 9, 0))
+    assert {r["family"] for r in recs} == set(scenes.FAMILIES)

@@ -20,6 +20,8 @@ def test_config_validation():
         tb.BaseTrainConfig(total_steps=10, warmup_steps=10)
     with pytest.raises(ValueError, match="refine_frac"):
         tb.BaseTrainConfig(refine_frac=1.5)
+    with pytest.raises(ValueError, match="contrast_frac"):
+        tb.BaseTrainConfig(contrast_frac=-0.1)
 
 
 def test_stream_is_a_function_of_the_step(tmp_path):
@@ -74,3 +76,45 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
     assert (tmp_path / "b" / "out" / "config.json").exists()  # best weights written
     assert ref["step"] == 6
+
+
+def _kinds(cfg, steps, n=150):
+    out = {"refine": 0, "step0": 0, "contrast": 0, "drawn": 0}
+    for st in steps:
+        rng = random.Random(f"k-{st}")
+        for _ in range(n):
+            conv, img = tb.make_sample(rng, st, cfg)
+            text = conv[0]["content"][1]["text"]
+            out["refine" if "Refinement" in text else "step0"] += 1
+            out["drawn"] += int(any(px[0] > 200 and px[1] < 60 and px[2] < 60 for px in img.getdata()))
+    return out
+
+
+def test_pure_grounder_never_sees_a_drawn_box_or_a_refine_prompt():
+    cfg = tb.BaseTrainConfig(total_steps=1000)  # the shipped mode: refine_frac=0
+    assert cfg.refine_frac == 0.0 and cfg.contrast_frac > 0
+    k = _kinds(cfg, (10, 150, 500, 990))
+    assert k["refine"] == 0 and k["drawn"] == 0 and k["step0"] == 600
+
+
+def test_refine_mix_flag_adds_drawn_refinement_samples():
+    cfg = tb.BaseTrainConfig(total_steps=1000, refine_frac=0.3, contrast_frac=0.0)
+    k = _kinds(cfg, (500, 990))
+    assert 0.2 < k["refine"] / 300 < 0.4 and k["drawn"] > 0.8 * k["refine"]
+
+
+def test_contrast_share_after_the_curriculum(monkeypatch):
+    seen = []
+    real = tb.generate_scene
+
+    def spy(rng, family, *a, **kw):
+        seen.append(family)
+        return real(rng, family, *a, **kw)
+
+    monkeypatch.setattr(tb, "generate_scene", spy)
+    cfg = tb.BaseTrainConfig(total_steps=1000)
+    rng = random.Random(0)
+    for _ in range(400):
+        tb.make_sample(rng, 900, cfg)
+    assert 0.17 < seen.count("contrast") / len(seen) < 0.33
+    assert {"refcocog", "refadv", "refl4"} <= set(seen)
