@@ -120,12 +120,13 @@ def stability(trajs: Sequence[Trajectory]) -> dict:
         raise ValueError("stability needs trajectories of equal length")
     m = np.asarray([tr.ious for tr in trajs], dtype=float)
     if m.shape[1] < 2:
-        return {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0, "degrade": 0.0, "stay": 1.0}
+        return {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0, "degrade": 0.0, "stay": 1.0,
+                "n": int(m.shape[0])}
     d = np.diff(m, axis=1)
     end = m[:, -1] - m[:, 0]
     return {"degradation": float(np.maximum(0.0, -d).mean()), "mean_delta_iou": float(d.mean()),
             "improve": float((end >= STAY_EPS).mean()), "degrade": float((end <= -STAY_EPS).mean()),
-            "stay": float((np.abs(end) < STAY_EPS).mean())}
+            "stay": float((np.abs(end) < STAY_EPS).mean()), "n": int(m.shape[0])}
 
 
 def by_family(trajs: Sequence[Trajectory], step: int = 0) -> dict[str, dict]:

@@ -46,13 +46,23 @@ def per_step_curves(runs: Mapping[str, Sequence[dict]], title: str = "IoU and ac
 
 
 def stability_bars(stab: Mapping[str, Mapping[str, float]], title: str = "Last step vs step 0"):
-    """Improve / stay / degrade shares per configuration."""
+    """Improve / stay / degrade shares per configuration, with 95 % Wilson error bars on improve and degrade when
+    the sample count ``n`` is known."""
+    from .stats import proportion_ci
+
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stab), 3.2))
     names = list(stab)
     bottom = [0.0] * len(names)
     for key, colour in (("improve", "#2a9d4b"), ("stay", "#9a9a9a"), ("degrade", "#d1495b")):
         vals = [stab[n][key] * 100 for n in names]
         ax.bar(names, vals, bottom=bottom, color=colour, label=key)
+        if key != "stay":
+            for i, n in enumerate(names):
+                if stab[n].get("n"):
+                    lo, hi = proportion_ci(round(stab[n][key] * stab[n]["n"]), stab[n]["n"])
+                    top = bottom[i] + vals[i]
+                    ax.errorbar([i], [top], yerr=[[vals[i] - 100 * lo], [100 * hi - vals[i]]], color="k", capsize=3,
+                                lw=1)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set(ylabel="% of samples", ylim=(0, 100), title=title)
     ax.legend(fontsize=8, loc="upper right")

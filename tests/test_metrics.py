@@ -238,7 +238,7 @@ def test_stability_compares_last_with_first_not_intermediate():
 
 def test_stability_single_step():
     assert mt.stability([traj([0.5]), traj([0.7])]) == {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0,
-                                                         "degrade": 0.0, "stay": 1.0}
+                                                         "degrade": 0.0, "stay": 1.0, "n": 2}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -118,3 +118,19 @@ def test_contrast_share_after_the_curriculum(monkeypatch):
         tb.make_sample(rng, 900, cfg)
     assert 0.17 < seen.count("contrast") / len(seen) < 0.33
     assert {"refcocog", "refadv", "refl4"} <= set(seen)
+
+
+def test_refine_mix_flags_reproduce_the_ablation_bases_stream():
+    """``--refine-frac 0.3 --contrast-frac 0`` is sample-for-sample the stream data/base_model_refine_mix was trained
+    on (digest computed with the training code of commit a71363f, before the pure mode existed)."""
+    import hashlib
+
+    cfg = tb.BaseTrainConfig(total_steps=10000, refine_frac=0.3, contrast_frac=0.0)
+    h = hashlib.sha256()
+    for st in (0, 1500, 5000, 9999):
+        rng = random.Random(f"base-stream-0-{st}")
+        for _ in range(16):
+            conv, img = tb.make_sample(rng, st, cfg)
+            h.update(repr(conv).encode())
+            h.update(img.tobytes())
+    assert h.hexdigest() == "b2d0e82f17a2ba1becb47b9593dbb4ce198d4bfa1bfcb2da6e89119a8bfc35b2"
