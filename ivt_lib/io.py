@@ -82,11 +82,28 @@ def provenance(params: dict | None = None, wall_s: float | None = None) -> dict:
             "cpus": os.cpu_count(), "wall_s": wall_s, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def relative_paths(obj):
+    """``obj`` with every string that is a path inside the project made relative to the project root, so a result
+    written on another machine (or checkout) records the same text when its numbers are the same."""
+    root = str(_ROOT) + "/"
+    if isinstance(obj, str):
+        return obj[len(root):] if obj.startswith(root) else obj
+    if isinstance(obj, dict):
+        return {k: relative_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [relative_paths(v) for v in obj]
+    return obj
+
+
 def write_result(path: str | Path, obj: dict, params: dict | None = None, wall_s: float | None = None) -> Path:
-    """Atomically write a result JSON with its provenance sidecar ``<name>.provenance.json``."""
+    """Atomically write a result JSON (project paths made relative) with its provenance sidecar
+    ``<name>.provenance.json``."""
     path = Path(path)
-    atomic_write_json(path, obj)
-    atomic_write_json(path.with_suffix(".provenance.json"), provenance(params, wall_s))
+    atomic_write_json(path, relative_paths(obj))
+    atomic_write_json(path.with_suffix(".provenance.json"), relative_paths(provenance(params, wall_s)))
     return path
 
 
@@ -98,7 +115,7 @@ def save_figure(fig, path: str | Path, params: dict | None = None, wall_s: float
     buf = _io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
-    atomic_write_json(path.with_suffix(".provenance.json"), provenance(params, wall_s))
+    atomic_write_json(path.with_suffix(".provenance.json"), relative_paths(provenance(params, wall_s)))
     return path
 
 

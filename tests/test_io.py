@@ -202,8 +202,8 @@ def test_trajectories_round_trip(tmp_path):
 
     trajs = [
         Trajectory("s1", "fam", (1.0, 2.0, 30.0, 40.0), 64, 48, [
-            StepRecord('{"bbox_2d": [1, 2, 3, 4]}', (1.0, 2.0, 3.0, 4.0), 0.25, True, None, -0.5),
-            StepRecord("nothing", None, 0.0, False, "no_box", -1.5, stopped=True)]),
+            StepRecord('{"bbox_2d": [1, 2, 3, 4]}', (1.0, 2.0, 3.0, 4.0), 0.25, True, None, -0.5, min_logprob=-2.0),
+            StepRecord("nothing", None, 0.0, False, "no_box", -1.5, stopped=True, min_logprob=-3.0)]),
         Trajectory("s2", "other", (0.0, 0.0, 5.0, 5.0), 10, 10, [
             StepRecord("x", (0.0, 0.0, 5.0, 5.0), 1.0, True)]),  # mean_logprob NaN by default
     ]
@@ -216,3 +216,18 @@ def test_trajectories_round_trip(tmp_path):
     assert back[0].steps[1].box is None and back[0].steps[1].stopped is True
     assert back[1].sample_id == "s2" and back[1].steps[0].box == (0.0, 0.0, 5.0, 5.0)
     assert math.isnan(back[1].steps[0].mean_logprob)
+
+
+def test_results_record_project_paths_relative_to_the_root(tmp_path):
+    """A result that names a checkout's own folder must not change when the checkout moves (fresh clones)."""
+    from ivt_lib import io
+    from ivt_lib.config import ROOT
+
+    obj = {"model": str(ROOT / "runs" / "default" / "sft" / "merged"), "nested": [{"p": str(ROOT / "data" / "x")}],
+           "hub": "Qwen/Qwen3-VL-4B-Instruct", "elsewhere": "/opt/models/m", "n": 3}
+    out = tmp_path / "r.json"
+    io.write_result(out, obj, {"dataset": str(ROOT / "data" / "scenes")})
+    got = json.loads(out.read_text())
+    assert got == {"model": "runs/default/sft/merged", "nested": [{"p": "data/x"}], "hub": "Qwen/Qwen3-VL-4B-Instruct",
+                   "elsewhere": "/opt/models/m", "n": 3}
+    assert json.loads(out.with_suffix(".provenance.json").read_text())["params"]["dataset"] == "data/scenes"

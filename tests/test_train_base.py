@@ -98,7 +98,7 @@ def test_pure_grounder_never_sees_a_drawn_box_or_a_refine_prompt():
 
 
 def test_refine_mix_flag_adds_drawn_refinement_samples():
-    cfg = tb.BaseTrainConfig(total_steps=1000, refine_frac=0.3, contrast_frac=0.0)
+    cfg = tb.BaseTrainConfig(total_steps=1000, refine_frac=0.3, contrast_frac=0.0, paraphrase_frac=0.0)
     k = _kinds(cfg, (500, 990))
     assert 0.2 < k["refine"] / 300 < 0.4 and k["drawn"] > 0.8 * k["refine"]
 
@@ -121,11 +121,11 @@ def test_contrast_share_after_the_curriculum(monkeypatch):
 
 
 def test_refine_mix_flags_reproduce_the_ablation_bases_stream():
-    """``--refine-frac 0.3 --contrast-frac 0`` is sample-for-sample the stream data/base_model_refine_mix was trained
+    """``--refine-frac 0.3 --contrast-frac 0 --paraphrase-frac 0`` is sample-for-sample the stream data/base_model_refine_mix was trained
     on (digest computed with the training code of commit a71363f, before the pure mode existed)."""
     import hashlib
 
-    cfg = tb.BaseTrainConfig(total_steps=10000, refine_frac=0.3, contrast_frac=0.0)
+    cfg = tb.BaseTrainConfig(total_steps=10000, refine_frac=0.3, contrast_frac=0.0, paraphrase_frac=0.0)
     h = hashlib.sha256()
     for st in (0, 1500, 5000, 9999):
         rng = random.Random(f"base-stream-0-{st}")
@@ -134,3 +134,19 @@ def test_refine_mix_flags_reproduce_the_ablation_bases_stream():
             h.update(repr(conv).encode())
             h.update(img.tobytes())
     assert h.hexdigest() == "b2d0e82f17a2ba1becb47b9593dbb4ce198d4bfa1bfcb2da6e89119a8bfc35b2"
+
+
+def test_paraphrases_never_draw_or_state_an_answer_about_the_image():
+    cfg = tb.BaseTrainConfig(total_steps=1000)
+    rng = random.Random(3)
+    texts = []
+    for _ in range(300):
+        conv, _img = tb.make_sample(rng, 900, cfg)
+        texts.append(conv[0]["content"][1]["text"])
+        answer = conv[-1]["content"][0]["text"]
+        assert answer not in texts[-1], "the answer never appears in the prompt"
+    canonical = sum(t.startswith("Locate") and t.endswith("Output its bbox_2d in JSON.") and "Answer in" not in t
+                    and "pixels" not in t for t in texts)
+    assert 0.35 < canonical / len(texts) < 0.75
+    assert not any("red" in t or "previous" in t or "correct" in t or "Refinement" in t for t in texts)
+    assert len(set(t.split('"')[0] for t in texts)) >= 4, "several phrasings"
