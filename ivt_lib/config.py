@@ -55,6 +55,7 @@ class StageConfig:
     min_parse_rate: float = 0.0    # assert-cell floor for the parse rate (set per tier)
 
     def __post_init__(self) -> None:
+        self._check_types()
         _check(0.0 <= self.min_acc <= 1.0, "min_acc", self.min_acc, "must be in [0, 1]")
         _check(0.0 <= self.min_parse_rate <= 1.0, "min_parse_rate", self.min_parse_rate, "must be in [0, 1]")
         _check(isinstance(self.max_image_pixels, int) and (self.max_image_pixels == 0 or self.max_image_pixels >= 1024),
@@ -76,6 +77,15 @@ class StageConfig:
         self._check_model("model", self.model)
         _check(resolve_path(self.dataset).exists(), "dataset", self.dataset,
                f"no dataset at {resolve_path(self.dataset)} (build it with `python -m ivt_lib.data`)")
+
+    def _check_types(self) -> None:
+        """Every field has its annotated type (a float field takes an int; a bool is not an int)."""
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want = kinds.get(str(f.type))
+            ok = want is None or (isinstance(v, want) and not (isinstance(v, bool) and bool not in want))
+            _check(ok, f.name, v, f"must be of type {f.type}, got {type(v).__name__}")
 
     @staticmethod
     def _check_model(name: str, value: str) -> None:
@@ -137,6 +147,8 @@ class BaseModelConfig(GenerationStageConfig):
     """Notebook 00: the base grounder, single-shot (and the refine-mix ablation base beside it)."""
 
     ablation_model: str = "data/base_model_refine_mix"  # empty: no ablation base (the paper tiers)
+    min_acc: float = 0.40
+    min_parse_rate: float = 0.99
     retrain: bool = False
     retrain_steps: int = 9000
     grid_n: int = 12
@@ -154,6 +166,8 @@ class NaiveConfig(GenerationStageConfig):
     """Notebook 01: naive iteration (the base model refines its own boxes), for the base and the ablation base."""
 
     ablation_model: str = "data/base_model_refine_mix"  # empty: no ablation base (the paper tiers)
+    min_acc: float = 0.40
+    min_parse_rate: float = 0.95
     T: int = 2
     T_curve: int = 4
     still_eps: float = 0.05
@@ -187,7 +201,7 @@ class TeacherSynthConfig(GenerationStageConfig):
     jitter_scale: float = 0.35
     max_trajectories: int = 934
     replay_step0: bool = True
-    reasoning: bool = True
+    reasoning: bool = False  # box-only traces: with reasoning text the 5 M model wrote garbled reasoning after SFT
     traces_dir: str = "runs/default/traces"
 
     def __post_init__(self) -> None:
@@ -209,7 +223,9 @@ class TeacherSynthConfig(GenerationStageConfig):
 class SFTStageConfig(GenerationStageConfig):
     """Notebook 03: LoRA SFT on the teacher traces, then the T-step evaluation."""
 
-    max_new_tokens: int = 64
+    max_new_tokens: int = 32
+    min_acc: float = 0.30
+    min_parse_rate: float = 0.90
     traces_dir: str = "runs/default/traces"
     T: int = 2
     still_eps: float = 0.05
@@ -250,11 +266,13 @@ class SFTStageConfig(GenerationStageConfig):
 class GRPOStageConfig(GenerationStageConfig):
     """Notebook 04: multi-step GRPO from the SFT model, and the single-step trl GRPO ablation from the base."""
 
-    max_new_tokens: int = 96
+    max_new_tokens: int = 32
+    min_acc: float = 0.30
+    min_parse_rate: float = 0.90
     sft_model: str = "runs/default/sft/student/merged"
     train_n: int = 0
     T: int = 2
-    iterations: int = 60
+    iterations: int = 80
     prompts_per_iter: int = 4
     group_size: int = 6
     temperature: float = 1.0

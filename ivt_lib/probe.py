@@ -13,7 +13,7 @@ import numpy as np
 from . import boxes as bx
 from .loop import Policy, Trajectory, run_loop
 from .scenes import COLOURS
-from .stats import mcnemar
+from .stats import compare, mcnemar
 
 MOVE_EPS = 0.01
 
@@ -75,7 +75,7 @@ def drop_drivers(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
     Per arm: the presence-probe statistics, the Acc@0.5 flips against step 0 (exact McNemar), and Acc@0.5
     after the step split by whether the expression names a colour (does the red fill hide the named colour?)."""
     colour = np.array([_names_colour(s["expression"]) for s in samples])
-    out = {}
+    out, after_ious = {}, {}
     for name, (overlay, fmt) in DROP_DRIVER_ARMS.items():
         trajs = run_loop(policy, samples, T=1, coord_format=coord_format, start_boxes=own_boxes,
                          draw_previous=overlay is not None, overlay=overlay or "fill", prompt_format=fmt,
@@ -89,7 +89,28 @@ def drop_drivers(policy: Policy, samples: Sequence[dict], own_boxes: Sequence,
                   **{f"acc@0.5_before_{k}": (float(before[m].mean()) if m.any() else float("nan"))
                      for k, m in (("colour_named", colour), ("no_colour_named", ~colour))})
         out[name] = st
+        after_ious[name] = [t.steps[1].iou for t in trajs]
+    naive = next(iter(DROP_DRIVER_ARMS))
+    for name, st in out.items():  # each arm against the naive arm on the same samples: what does the change buy?
+        c = compare(after_ious[naive], after_ious[name])
+        st["vs_naive"] = {k: c[k] for k in ("d_acc@0.5", "ci_acc@0.5", "d_mean_iou", "ci_mean_iou", "significant")}
+        st["vs_naive"].update(c["mcnemar"])
     return out
+
+
+def drop_driver_summary(drivers: dict[str, dict]) -> list[str]:
+    """One generated line per arm: its one-step Acc@0.5 change from step 0, and what it changes against the naive
+    arm (paired CI and McNemar p); "no difference" when the CI contains 0."""
+    lines = []
+    for name, v in drivers.items():
+        m, c = v["mcnemar_vs_step0"], v["vs_naive"]
+        lo, hi = c["ci_acc@0.5"]
+        verdict = "no difference" if not c["significant"] else ("better" if c["d_acc@0.5"] > 0 else "worse")
+        lines.append(f"{name}: Acc@0.5 {100 * v['acc@0.5_before']:.1f} -> {100 * v['acc@0.5_after']:.1f} "
+                     f"({m['gained']} gained / {m['lost']} lost vs step 0, p = {m['p']:.3g}); vs the naive arm "
+                     f"{100 * c['d_acc@0.5']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {c['p']:.3g}: {verdict}; "
+                     f"parse rate {100 * v['parse_rate_after']:.0f} %")
+    return lines
 
 
 FAILURE_KINDS = ("jump_to_distractor", "drift", "shrink", "grow", "degenerate_box", "parse_failure")

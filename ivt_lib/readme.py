@@ -125,11 +125,13 @@ def _naive(naive: dict, label: str) -> list[str]:
     dd = naive.get("drop_drivers")
     if dd:
         out += ["What drives the drop (one refine step from the own step-0 box; flips against step 0, exact McNemar):", "",
-                "| arm | Acc@0.5 before → after | gained/lost | p | parse % after | after, colour named | "
-                "after, no colour named |", "|---|---|---|---|---|---|---|"]
+                "| arm | Acc@0.5 before → after | gained/lost | p | Δ Acc@0.5 vs naive arm [95 % CI], p | parse % after | "
+                "after, colour named | after, no colour named |", "|---|---|---|---|---|---|---|---|"]
         out += [f"| {k} | {_pct(v['acc@0.5_before'])} → {_pct(v['acc@0.5_after'])} | "
                 f"{v['mcnemar_vs_step0']['gained']}/{v['mcnemar_vs_step0']['lost']} | {v['mcnemar_vs_step0']['p']:.3g} | "
-                f"{_pct(v['parse_rate_after'])} | {_pct(v['acc@0.5_after_colour_named'])} | "
+                + (f"{100 * v['vs_naive']['d_acc@0.5']:+.1f} {_ci(*v['vs_naive']['ci_acc@0.5'])}, "
+                   f"{v['vs_naive']['p']:.3g}" if "vs_naive" in v else "–")
+                + f" | {_pct(v['parse_rate_after'])} | {_pct(v['acc@0.5_after_colour_named'])} | "
                 f"{_pct(v['acc@0.5_after_no_colour_named'])} |" for k, v in dd.items()]
         out.append("")
     an = naive.get("failure_anatomy")

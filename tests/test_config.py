@@ -21,8 +21,9 @@ def project_root(tmp_path_factory, monkeypatch):
     params/), so they do not depend on data/base_model, which the training script replaces while it runs.
     Tests that request ``real_root`` see the real tree."""
     root = tmp_path_factory.mktemp("project")
-    (root / "data" / "base_model").mkdir(parents=True)
-    (root / "data" / "base_model" / "config.json").write_text("{}")
+    for m in ("base_model", "base_model_refine_mix"):
+        (root / "data" / m).mkdir(parents=True)
+        (root / "data" / m / "config.json").write_text("{}")
     (root / "data" / "scenes").symlink_to(REPO_ROOT / "data" / "scenes", target_is_directory=True)
     (root / "params").symlink_to(REPO_ROOT / "params", target_is_directory=True)
     monkeypatch.setattr(config, "ROOT", root)
@@ -277,7 +278,7 @@ def test_generation_backend_is_a_field_of_every_generating_stage():
     from ivt_lib.config import NOTEBOOK_CONFIGS, GenerationStageConfig
 
     generating = {n for n, c in NOTEBOOK_CONFIGS.items() if issubclass(c, GenerationStageConfig)}
-    assert generating == {n for n in NOTEBOOK_CONFIGS if n[:2] in ("00", "01", "02", "03", "04")}
+    assert generating == {n for n in NOTEBOOK_CONFIGS if n[:2] in ("00", "01", "02", "03", "04", "05")}  # 05 fits rules
     cfg = NaiveConfig(generation_backend="vllm", device="cuda", vllm_gpu_memory=0.5, batch_size=8)
     assert cfg.policy_kwargs() == {"backend": "vllm", "device": "cuda", "dtype": "float32", "max_new_tokens": 32,
                                    "batch_size": 8, "vllm_gpu_memory": 0.5}
@@ -300,3 +301,15 @@ def test_paper_24gb_is_the_paper_recipe_with_less_memory():
     assert small["04_grpo"]["quantize_4bit"] is True and small["04_grpo"]["micro_batch"] < big["04_grpo"]["micro_batch"]
     step = lambda c: c["train_batch_size"] * c.get("grad_accum", 1)  # noqa: E731
     assert step(big["03_sft"]) == step(small["03_sft"]) == 16
+
+
+@pytest.mark.parametrize("cls,bad", [(BaseModelConfig, {"batch_size": "32"}), (BaseModelConfig, {"retrain": "yes"}),
+                                     (BaseModelConfig, {"n_samples": True}), (BaseModelConfig, {"model": 3}),
+                                     (BaseModelConfig, {"min_acc": "0.4"})])
+def test_every_field_is_type_checked(cls, bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        cls(**bad)
+
+
+def test_a_float_field_accepts_an_int():
+    assert BaseModelConfig(min_acc=0).min_acc == 0

@@ -123,3 +123,17 @@ def test_smoke_tier_runs(nb, smoke_chain):
         json.loads((root / "results_dir" / name).read_text())
     figs = list((root / "figures_dir").glob("*.png"))
     assert figs and all(f.with_suffix(".provenance.json").exists() for f in figs)
+
+
+def test_notebook_defaults_are_the_default_tier():
+    """'Run All' in JupyterLab must be what `make reproduce` runs: params/default.yaml sets nothing but the tier name,
+    and the assert floors would catch a collapse (SFT once scored 3.6 % with floors of 0)."""
+    tier = load_tier("default")
+    assert set(tier) == set(IDS)
+    for nb, section in tier.items():
+        assert section == {"tier": "default"}, f"{nb}: default.yaml must not override the notebook's defaults"
+    for nb in NBS:
+        params = pm.inspect_notebook(str(nb))
+        if "min_acc" in params and nb.stem in ("00_base_model", "01_naive_iteration_collapse", "03_sft", "04_grpo"):
+            assert ast.literal_eval(params["min_acc"]["default"]) >= 0.3
+            assert ast.literal_eval(params["min_parse_rate"]["default"]) >= 0.9

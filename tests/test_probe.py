@@ -301,3 +301,13 @@ def test_single_shot_and_object_count_rows(test_samples):
     for r in rows:
         assert r["chance"] == pytest.approx(1 / r["objects"])
         assert r["above_chance_pp"] == pytest.approx(100 * (r["acc@0.5"] - r["chance"]))
+
+
+def test_drop_driver_summary_compares_each_arm_with_the_naive_one(test_samples):
+    samples = test_samples[:4]
+    out = probe.drop_drivers(FakePolicy(shift=0), samples, _own_boxes(samples))
+    naive = next(iter(probe.DROP_DRIVER_ARMS))
+    assert out[naive]["vs_naive"]["d_acc@0.5"] == 0.0 and out[naive]["vs_naive"]["p"] == 1.0
+    lines = probe.drop_driver_summary(out)
+    assert len(lines) == len(out) and all("vs the naive arm" in ln for ln in lines)
+    assert "no difference" in lines[0]
