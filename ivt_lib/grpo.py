@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import atomic_dir
+from .io import atomic_dir, recover_dir
 from .loop import HFPolicy, Trajectory, run_loop, vision_token_ids
 from .rewards import PAPER_WEIGHTS, combined
 from .sampling import derive_seed
@@ -265,7 +265,7 @@ class MultiStepGRPO:
             torch.distributed.barrier()
 
     def _maybe_resume(self) -> None:
-        if not (self.ckpt / "state.pt").exists():
+        if not (recover_dir(self.ckpt) / "state.pt").exists():
             return
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -35,11 +36,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def recover_dir(path: str | Path) -> Path:
+    """Finish a swap of :func:`atomic_dir` that a kill interrupted between its two renames: ``path`` is missing but
+    ``<name>.old`` (the last complete folder) exists, so it is put back. Call before reading a checkpoint."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.exists():
+        logging.getLogger(__name__).warning("restoring %s from %s (a save was interrupted)", path, old.name)
+        os.replace(old, path)
+    return path
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh sibling ``<name>.tmp`` folder to fill; on success it replaces ``path`` by renames, so a kill at
-    any moment leaves either the old folder or the new one (checkpoints, exported models, saved datasets)."""
-    path = Path(path)
+    """Yield a fresh sibling ``<name>.tmp`` folder to fill; on success it replaces ``path`` by renames. A kill at any
+    moment leaves the old folder, the new one, or (between the renames) ``<name>.old``, which :func:`recover_dir`
+    restores (checkpoints, exported models, saved datasets)."""
+    path = recover_dir(path)
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     if tmp.exists():
         shutil.rmtree(tmp)

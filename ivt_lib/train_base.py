@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from . import boxes as bx
-from .io import atomic_dir, atomic_write_json, provenance
+from .io import atomic_dir, atomic_write_json, provenance, recover_dir
 from .parsing import format_box
 from .prompts import refine_messages, step0_messages, with_answer
 from .render import draw_box
@@ -200,7 +200,7 @@ def train(cfg: BaseTrainConfig) -> dict:
     if not (init_dir / "config.json").exists():
         build_tiny(init_dir, TinyConfig(canvas=cfg.canvas), seed=cfg.seed)
     processor = AutoProcessor.from_pretrained(init_dir)
-    src = ckpt if (ckpt / "state.pt").exists() else init_dir
+    src = ckpt if (recover_dir(ckpt) / "state.pt").exists() else init_dir
     model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))

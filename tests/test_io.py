@@ -231,3 +231,32 @@ def test_results_record_project_paths_relative_to_the_root(tmp_path):
     assert got == {"model": "runs/default/sft/merged", "nested": [{"p": "data/x"}], "hub": "Qwen/Qwen3-VL-4B-Instruct",
                    "elsewhere": "/opt/models/m", "n": 3}
     assert json.loads(out.with_suffix(".provenance.json").read_text())["params"]["dataset"] == "data/scenes"
+
+
+def test_kill_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
+    """A kill after ``path -> path.old`` and before ``tmp -> path`` left only ``.old``; GRPO then restarted from zero
+    without a word. The next reader (or save) restores the last complete folder."""
+    from ivt_lib import io
+
+    ck = tmp_path / "checkpoint"
+    with io.atomic_dir(ck) as t:
+        (t / "state.pt").write_text("step 4")
+    real, calls = os.replace, {"n": 0}
+
+    def dying(a, b):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second rename: tmp -> path
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(io.os, "replace", dying)
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_dir(ck) as t:
+            (t / "state.pt").write_text("step 8")
+    monkeypatch.setattr(io.os, "replace", real)
+    assert not ck.exists() and (tmp_path / "checkpoint.old" / "state.pt").exists()
+    assert (io.recover_dir(ck) / "state.pt").read_text() == "step 4"
+    assert not (tmp_path / "checkpoint.old").exists()
+    with io.atomic_dir(ck) as t:  # and saving works again
+        (t / "state.pt").write_text("step 8")
+    assert (ck / "state.pt").read_text() == "step 8"
