@@ -1,9 +1,10 @@
 """One-command reproduction: run the numbered notebooks in order through papermill for a tier.
 
 ``python -m ivt_lib.reproduce --tier default`` executes ``notebooks/NN_*.ipynb`` with the parameters of
-``params/<tier>.yaml`` into ``notebooks/executed/<tier>/`` (gitignored). A notebook whose parameters and source
-are unchanged since its last successful run is skipped (the key is a hash of both), so an interrupted run resumes
-from the first unfinished notebook. ``--force`` reruns everything.
+``params/<tier>.yaml`` into ``notebooks/executed/<tier>/`` (gitignored). A notebook whose source, parameters and
+inputs are unchanged since its last successful run is skipped, so an interrupted run resumes from the first
+unfinished notebook. The key chains a hash of the library (``ivt_lib/*.py``) and the shipped data (``data/``)
+into every notebook's key, so a change to either reruns everything after it. ``--force`` reruns everything.
 """
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ def run_key(nb: Path, params: dict, upstream: str = "") -> str:
     return h.hexdigest()[:16]
 
 
+def inputs_key(root: Path | None = None) -> str:
+    """Hash of the library source and the shipped data (models, scenes): what every notebook's output depends on
+    besides its own source and parameters."""
+    root = root or ROOT
+    h = hashlib.sha256()
+    for sub in ("ivt_lib", "data"):
+        for p in sorted((root / sub).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(root)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
     """Check every notebook's tier parameters against its config dataclass before running anything."""
     allp = load_tier(tier)
@@ -65,7 +79,7 @@ def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
     stamps = ROOT / "runs" / "reproduce" / tier
     out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    key, i = "", 0
+    key, i = inputs_key(), 0
     for nb in notebooks():
         # The key chains over every notebook, selected or not, so ``--only`` computes the same keys as a full run
         # (else an unchanged notebook reruns under --only and its stamp then invalidates the next full run).

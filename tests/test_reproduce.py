@@ -235,3 +235,23 @@ def test_main_cli(sandbox, capsys):
     assert "all done" in capsys.readouterr().out
     assert reproduce.main(["--tier", TIER, "--force", "--only", STEMS[0], STEMS[2]]) == 0
     assert sandbox["rec"].ran() == [STEMS[0], STEMS[2]]
+
+
+def test_library_or_data_change_reruns_the_notebooks(sandbox):
+    """Keyed on ivt_lib/ and data/ too: after a library change the notebooks must not print "up to date"."""
+    root = sandbox["root"]
+    (root / "ivt_lib").mkdir()
+    lib = root / "ivt_lib" / "metrics.py"
+    lib.write_text("def acc(x):\n    return x\n")
+    (root / "data").mkdir()
+    reproduce.run(TIER)
+    rec = sandbox["rec"]
+    rec.ran()
+    reproduce.run(TIER)
+    assert rec.ran() == [], "nothing changed: everything skipped"
+    lib.write_text("def acc(x):\n    return x * 1.0\n")
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS
+    (root / "data" / "model.safetensors").write_bytes(b"new weights")
+    reproduce.run(TIER)
+    assert rec.ran() == STEMS
