@@ -34,9 +34,9 @@ bench: setup
 splits: setup
 	$(PY) -m ivt_lib.data
 
-# Retrain the shipped pure base grounder from scratch (9,000 steps, about 80 min on 2 otherwise idle CPU cores); resumes from runs/base_ckpt after a kill.
+# Retrain the shipped pure base grounder from scratch (7,200 steps, about 100 min on 2 CPU cores at the measured 0.8 s/step); resumes from runs/base_ckpt after a kill.
 base-model: setup
-	$(PY) -m ivt_lib.train_base --total-steps 9000
+	$(PY) -m ivt_lib.train_base --total-steps 7200
 
 clean-runs:
 	rm -rf runs notebooks/executed

@@ -150,7 +150,7 @@ class BaseModelConfig(GenerationStageConfig):
     min_acc: float = 0.40
     min_parse_rate: float = 0.99
     retrain: bool = False
-    retrain_steps: int = 9000
+    retrain_steps: int = 7200
     grid_n: int = 12
 
     def __post_init__(self) -> None:
