@@ -14,7 +14,6 @@ from typing import Protocol, Sequence
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList
 
 from . import boxes as bx
 from .parsing import parse_box
@@ -131,7 +130,9 @@ class HFPolicy:
         for s in tqdm(starts, desc="generate", leave=False, disable=not self.show_progress):
             enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
             sample = self.temperature > 0
-            if seeds is not None:  # greedy over a seeded sampler's one-hot scores = per-sequence sampling
+            if seeds is not None:
+                from transformers import LogitsProcessorList  # here, so metrics/evaluation/explorer stay light
+  # greedy over a seeded sampler's one-hot scores = per-sequence sampling
                 sampler = SeededSampler(seeds[s:s + self.batch_size], enc["input_ids"].shape[1], self.temperature,
                                         self.top_p)
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,

@@ -94,3 +94,14 @@ def test_tiny_model_runs_batched(tiny, test_samples):
     assert len(trajs) == 6 and all(len(t.steps) == 2 for t in trajs)
     assert all(np.isfinite(st.mean_logprob) and st.mean_logprob <= 0 for t in trajs for st in t.steps)
     assert all((st.box is None) == (not st.parse_ok) for t in trajs for st in t.steps)
+
+
+def test_metrics_evaluation_and_explorer_do_not_import_transformers():
+    """loop.py once imported transformers at import time, so every light module paid for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ivt_lib.metrics, ivt_lib.evaluation, ivt_lib.explorer, ivt_lib.stats, ivt_lib.deployable; "
+            "print('transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
