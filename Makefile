@@ -9,7 +9,9 @@ TIER ?= default
 
 setup: $(VENV)/.installed
 
-# torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned resolve pulls a multi-GB CUDA build.
+# torch is installed first and pinned (2.13.0). This project's machines resolve it from a local CPU wheel index; elsewhere
+# PyPI's Linux wheel is the multi-GB CUDA build, and a CPU-only user gets the small one with
+# `PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup`.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

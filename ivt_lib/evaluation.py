@@ -21,7 +21,7 @@ CONFIG_FILES = {
     "SFT + GRPO + IVT": "grpo.jsonl",
     "single-step GRPO (trl), no iteration": "single_step_grpo.jsonl",
 }
-# The paper's Table (505 test samples, Qwen3-VL-4B-Instruct); A = abstract, S = secondary summaries (see paper.md).
+# The paper's table (505 test samples, Qwen3-VL-4B-Instruct), as quoted by the project brief (arXiv 2606.13156).
 PAPER = {
     "base, single shot": {"acc@0.5": 0.796, "acc@0.7": 0.709, "acc@0.9": 0.455, "mean_iou": 0.719},
     "base + naive iteration": {"acc@0.5": 0.487, "acc@0.7": 0.442, "acc@0.9": 0.283, "mean_iou": 0.442},

@@ -114,13 +114,13 @@ class Explorer:
         self.text.value = f"<ol start=0 style='font-size:11px'>{rows}</ol>"
 
 
-def save_static(explorer: Explorer, path, params: dict | None = None):
+def save_static(explorer: Explorer, path, params: dict | None = None, wall_s: float | None = None):
     """A static PNG of the current view (papermill does not keep widget state)."""
     from PIL import Image
 
     from pathlib import Path
 
-    from .io import atomic_write_bytes, atomic_write_json, provenance
+    from .io import atomic_write_bytes, atomic_write_json, provenance, relative_paths
 
     img = Image.open(io.BytesIO(explorer.image.value))
     curve = Image.open(io.BytesIO(explorer.curve.value))
@@ -129,5 +129,5 @@ def save_static(explorer: Explorer, path, params: dict | None = None):
     canvas.paste(curve.convert("RGB"), (img.width + 10, 0))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    atomic_write_json(Path(path).with_suffix(".provenance.json"), provenance(params))
+    atomic_write_json(Path(path).with_suffix(".provenance.json"), relative_paths(provenance(params, wall_s)))
     return atomic_write_bytes(path, buf.getvalue())

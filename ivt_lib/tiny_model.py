@@ -2,8 +2,8 @@
 byte-level BPE tokenizer, a ``Qwen3VLProcessor`` and a Qwen-style chat template.
 
 It runs the same code path as ``Qwen/Qwen3-VL-4B-Instruct``; the saved folder loads with
-:func:`ivt_lib.models.load_model`, exactly like a hub id. Constraints (each was an error when broken, see
-stack-notes): ``sum(mrope_section) == head_dim/2``; deepstack indexes < vision depth; ``num_position_embeddings`` a
+:func:`ivt_lib.models.load_model`, exactly like a hub id. Constraints (each was an error when
+broken): ``sum(mrope_section) == head_dim/2``; deepstack indexes < vision depth; ``num_position_embeddings`` a
 perfect square; vision ``out_hidden_size == text hidden_size``; no BOS token.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ CHAT_TEMPLATE = (
 
 @dataclass
 class TinyConfig:
-    """Sizes of the tiny Qwen3-VL (defaults: ~6 M params, a slightly deeper vision tower than stack-notes)."""
+    """Sizes of the tiny Qwen3-VL (defaults: 4.9 M parameters)."""
 
     hidden: int = 256
     layers: int = 4

@@ -8,7 +8,7 @@
    image with ``b_{t-1}`` drawn, exactly as the refinement loop will at inference.
 5. Every trace is validated; rejections are counted by reason, never silently dropped.
 
-The ablation ``start="jittered_gt"`` replaces the student's own boxes by jittered ground truth (the paper reports this
+The ablation (:func:`jittered_starts`) replaces the student's own boxes by jittered ground truth (the paper reports this
 causes "step-0 sandbagging").
 """
 from __future__ import annotations
