@@ -56,10 +56,19 @@ def pick(trajs: Sequence[Trajectory], idx: Sequence[int]) -> list[float]:
 
 
 # --- the move gate -------------------------------------------------------------------------------------------------
+def _gate_inputs(trajs: Sequence[Trajectory]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: how far the last box moved from step 0, whether it parsed, and the IoU at step 0 and at T."""
+    T = len(trajs[0].steps) - 1
+    moved = np.array([_moved(tr.steps[0].box, tr.steps[T].box) for tr in trajs])
+    parsed = np.array([tr.steps[T].parse_ok for tr in trajs])
+    return moved, parsed, np.array([tr.steps[0].iou for tr in trajs]), np.array([tr.steps[T].iou for tr in trajs])
+
+
 def gate_choice(trajs: Sequence[Trajectory], tau: float) -> list[int]:
     """The move gate: the last step where it moved more than ``tau`` from step 0 (and parsed), else step 0."""
     T = len(trajs[0].steps) - 1
-    return [T if tr.steps[T].parse_ok and _moved(tr.steps[0].box, tr.steps[T].box) > tau else 0 for tr in trajs]
+    moved, parsed, _, _ = _gate_inputs(trajs)
+    return [T if take else 0 for take in (parsed & (moved > tau))]
 
 
 def fit_move_gate(val: Sequence[Trajectory]) -> dict:
@@ -68,12 +77,14 @@ def fit_move_gate(val: Sequence[Trajectory]) -> dict:
     if not val:
         raise ValueError("fit_move_gate needs validation trajectories")
     T = len(val[0].steps) - 1
-    moves = sorted({round(_moved(t.steps[0].box, t.steps[T].box), 4) for t in val})
-    grid = sorted({0.0, 1.0, *moves})
-    scored = [(float(np.mean(np.asarray(pick(val, gate_choice(val, tau))) >= 0.5)), tau) for tau in grid]
-    best_acc, best_tau = max(scored, key=lambda x: (x[0], x[1]))
-    return {"rule": "move_gate", "tau": float(best_tau), "val_acc@0.5": best_acc, "n_val": len(val), "T": T,
-            "val_acc@0.5_step0": float(np.mean([t.steps[0].iou >= 0.5 for t in val]))}
+    moved, parsed, iou0, iouT = _gate_inputs(val)
+    grid = np.array(sorted({0.0, 1.0, *np.round(moved, 4).tolist()}))
+    take = parsed[None, :] & (moved[None, :] > grid[:, None])          # [taus, samples]
+    acc = np.where(take, iouT[None, :], iou0[None, :]) >= 0.5
+    scores = acc.mean(1)
+    best = max(range(len(grid)), key=lambda i: (scores[i], grid[i]))
+    return {"rule": "move_gate", "tau": float(grid[best]), "val_acc@0.5": float(scores[best]), "n_val": len(val),
+            "T": T, "val_acc@0.5_step0": float((iou0 >= 0.5).mean())}
 
 
 # --- the verifier --------------------------------------------------------------------------------------------------
