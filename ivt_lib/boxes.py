@@ -6,7 +6,9 @@ Convention
   coordinates, the image spanning ``[0, W] x [0, H]`` (no ``+1``: a box's width is ``x2 - x1``).
 * Models speak their own frame only at the text boundary:
   - ``"qwen3"``: Qwen3-VL's relative integers 0..1000 (``x_rel = round(1000 * x / W)``);
-  - ``"qwen25"``: Qwen2.5-VL's absolute pixels of the processor-resized image.
+  - ``"qwen25"``: Qwen2.5-VL's absolute pixels of the processor-resized image. The resized size is the
+    processor's own ``smart_resize`` (:func:`qwen25_resized_size`); without an explicit ``resized`` the stock
+    Qwen2.5-VL settings are used (patch 14, merge 2, 3,136-12,845,056 pixels), and the loop passes its processor's.
 * Datasets that store ``xywh`` are converted once, at load time, with :func:`xywh_to_xyxy`.
 
 The validity rule (one rule, applied by :func:`sanitize`)
@@ -25,6 +27,32 @@ import torch
 
 Box = tuple[float, float, float, float]
 COORD_FORMATS = ("qwen3", "qwen25")
+# Qwen2.5-VL's preprocessor_config.json: patch 14, merge 2, min_pixels 3136, max_pixels 12845056
+QWEN25_RESIZE = {"patch": 14, "merge": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16384}
+
+
+def qwen25_resized_size(width: int, height: int, patch: int = 14, merge: int = 2, min_pixels: int = 56 * 56,
+                        max_pixels: int = 28 * 28 * 16384) -> tuple[int, int]:
+    """``(width, height)`` of the image after Qwen2/2.5-VL's processor resize (transformers' own ``smart_resize``)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(int(height), int(width), factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+    return int(w), int(h)
+
+
+def resize_params(processor) -> dict[str, int]:
+    """The resize settings of a Qwen-VL processor (for :func:`qwen25_resized_size`); the stock ones if absent."""
+    ip = getattr(processor, "image_processor", processor)
+    size = getattr(ip, "size", None)
+    out = dict(QWEN25_RESIZE)
+    for key, attr, alt in (("patch", "patch_size", None), ("merge", "merge_size", None),
+                           ("min_pixels", "min_pixels", "shortest_edge"), ("max_pixels", "max_pixels", "longest_edge")):
+        v = getattr(ip, attr, None)
+        if v is None and alt is not None and size is not None:  # a dict, or transformers' SizeDict
+            v = size.get(alt) if isinstance(size, dict) else getattr(size, alt, None)
+        if isinstance(v, int) and v > 0:
+            out[key] = v
+    return out
 
 
 def xywh_to_xyxy(box: Sequence[float]) -> Box:
@@ -57,12 +85,13 @@ def sanitize(box: Sequence[float] | None, width: float, height: float) -> Box | 
 
 def to_model_frame(box: Sequence[float], width: float, height: float, fmt: str = "qwen3",
                    resized: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
-    """Pixel xyxy -> the integers a model writes (``qwen3``: 0..1000 relative; ``qwen25``: resized pixels)."""
+    """Pixel xyxy -> the integers a model writes (``qwen3``: 0..1000 relative; ``qwen25``: pixels of the
+    processor-resized image, ``resized`` or the stock Qwen2.5-VL resize)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     if fmt == "qwen3":
         sx, sy = 1000.0 / width, 1000.0 / height
     elif fmt == "qwen25":
-        rw, rh = resized if resized is not None else (width, height)
+        rw, rh = resized if resized is not None else qwen25_resized_size(width, height)
         sx, sy = rw / width, rh / height
     else:
         raise ValueError(f"unknown coord format {fmt!r}; expected one of {COORD_FORMATS}")
@@ -76,7 +105,7 @@ def from_model_frame(box: Sequence[float], width: float, height: float, fmt: str
     if fmt == "qwen3":
         sx, sy = width / 1000.0, height / 1000.0
     elif fmt == "qwen25":
-        rw, rh = resized if resized is not None else (width, height)
+        rw, rh = resized if resized is not None else qwen25_resized_size(width, height)
         sx, sy = width / rw, height / rh
     else:
         raise ValueError(f"unknown coord format {fmt!r}; expected one of {COORD_FORMATS}")

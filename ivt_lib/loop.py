@@ -163,11 +163,12 @@ class HFPolicy:
         return out
 
 
-def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str) -> StepRecord:
+def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str,
+                 resized: tuple[int, int] | None = None) -> StepRecord:
     parsed = parse_box(gen.text)
     if not parsed.ok:
         return StepRecord(gen.text, None, 0.0, False, parsed.reason, gen.mean_logprob, min_logprob=gen.min_logprob)
-    box = bx.sanitize(bx.from_model_frame(parsed.box, w, h, coord_format), w, h)
+    box = bx.sanitize(bx.from_model_frame(parsed.box, w, h, coord_format, resized), w, h)
     if box is None:
         return StepRecord(gen.text, None, 0.0, False, "invalid_box", gen.mean_logprob, min_logprob=gen.min_logprob)
     return StepRecord(gen.text, box, bx.iou(box, gt), True, None, gen.mean_logprob, min_logprob=gen.min_logprob)
@@ -211,11 +212,14 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
     trajs = [Trajectory(str(s["id"]), str(s.get("family", "")), tuple(s["bbox"]), s["image"].width,
                         s["image"].height) for s in samples]
     images = [s["image"].convert("RGB") for s in samples]
+    # qwen25 answers in pixels of the image *as the policy's processor resized it*
+    resize = bx.resize_params(getattr(policy, "processor", None)) if coord_format == "qwen25" else None
+    frames = [bx.qwen25_resized_size(tr.width, tr.height, **resize) if resize else None for tr in trajs]
     if start_boxes is None:
         msgs0 = [step0_messages(s["expression"]) for s in samples]
         gens = gen(msgs0, images, range(len(samples)), 0)
-        for tr, g, m, im in zip(trajs, gens, msgs0, images):
-            tr.steps.append(_step_record(g, tr.gt, tr.width, tr.height, coord_format))
+        for tr, g, m, im, fr in zip(trajs, gens, msgs0, images, frames):
+            tr.steps.append(_step_record(g, tr.gt, tr.width, tr.height, coord_format, fr))
             if record_inputs:
                 tr.rollout.append({"step": 0, "messages": m, "image": im, "token_ids": g.token_ids})
     else:
@@ -227,14 +231,14 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         msgs, imgs = [], []
         for i in active:
             prev = trajs[i].steps[-1].box
-            prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format) if prev else None
+            prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format, frames[i]) if prev else None
             msgs.append(step_messages(samples[i]["expression"], prev_m, t, T, prompt_format))
             imgs.append(draw_box(images[i], prev, **style) if draw_previous else images[i])
         gens = gen(msgs, imgs, active, t) if active else []
         next_active = []
         for i, g, m, im in zip(active, gens, msgs, imgs):
             prev = trajs[i].steps[-1].box
-            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format)
+            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format, frames[i])
             trajs[i].steps.append(rec)
             if record_inputs:
                 trajs[i].rollout.append({"step": t, "messages": m, "image": im, "token_ids": g.token_ids})

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 REFCOCOG_ID, REFL4_ID, REFADV_ID = "lmms-lab/RefCOCOg", "JierunChen/Ref-L4", "dddraxxx/ref-adv-s"
 FAMILIES = {"refcocog": REFCOCOG_ID, "refl4": REFL4_ID, "refadv": REFADV_ID}
-QWEN25_MIN_PIXELS, QWEN25_MAX_PIXELS = 56 * 56, 28 * 28 * 16384  # Qwen2.5-VL preprocessor_config.json: 3136, 12845056
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".arrow": "arrow"}
 _OFFLINE_NAMES = {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout", "ReadTimeout",
@@ -54,27 +53,6 @@ def dataset_to_xyxy(box: Sequence[float], fmt: str) -> boxes.Box:
 def xyxy_to_dataset(box: Sequence[float], fmt: str) -> boxes.Box:
     """ivt xyxy pixels -> a dataset's box format (``"xywh"`` or ``"xyxy"``)."""
     return boxes.xyxy_to_xywh(box) if fmt == "xywh" else dataset_to_xyxy(box, fmt)
-
-
-def qwen25_resized_size(width: int, height: int, patch: int = 14, merge: int = 2,
-                        min_pixels: int = QWEN25_MIN_PIXELS, max_pixels: int = QWEN25_MAX_PIXELS) -> tuple[int, int]:
-    """``(width, height)`` of the image after Qwen2/2.5-VL's processor resize (transformers' own ``smart_resize``)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    h, w = smart_resize(int(height), int(width), factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
-    return int(w), int(h)
-
-
-def to_model(box: Sequence[float], width: int, height: int, fmt: str = "qwen3", **resize: int) -> tuple[int, ...]:
-    """ivt xyxy pixels -> the integers the model writes (``qwen25``: pixels of the processor-resized image)."""
-    resized = qwen25_resized_size(width, height, **resize) if fmt == "qwen25" else None
-    return boxes.to_model_frame(box, width, height, fmt, resized=resized)
-
-
-def from_model(box: Sequence[float], width: int, height: int, fmt: str = "qwen3", **resize: int) -> boxes.Box:
-    """The model's integers -> ivt xyxy pixels of the original image."""
-    resized = qwen25_resized_size(width, height, **resize) if fmt == "qwen25" else None
-    return boxes.from_model_frame(box, width, height, fmt, resized=resized)
 
 
 # ------------------------------------------------------------------------------------------------------------------

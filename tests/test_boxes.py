@@ -61,8 +61,10 @@ def test_to_model_frame_qwen3_known_values():
 def test_to_model_frame_qwen25_known_values():
     # original 640x480, processor resized to 320x240: coordinates halve
     assert bx.to_model_frame((64, 48, 320, 240), 640, 480, "qwen25", resized=(320, 240)) == (32, 24, 160, 120)
-    # no resize given: identity (rounded)
-    assert bx.to_model_frame((10.4, 20.6, 30, 40), 640, 480, "qwen25") == (10, 21, 30, 40)
+    # without an explicit size: the stock Qwen2.5-VL processor resize (640x480 -> 644x476), not the original pixels
+    assert bx.qwen25_resized_size(640, 480) == (644, 476)
+    assert bx.to_model_frame((64, 48, 320, 240), 640, 480, "qwen25") == (round(64 * 644 / 640), round(48 * 476 / 480),
+                                                                          round(320 * 644 / 640), round(240 * 476 / 480))
 
 
 def test_from_model_frame_known_values():

@@ -105,3 +105,40 @@ def test_metrics_evaluation_and_explorer_do_not_import_transformers():
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_qwen25_loop_reads_boxes_in_the_processors_resized_pixels():
+    """Qwen2.5-VL writes pixels of the processor-resized image. A scripted policy that answers the right resized-pixel
+    box (and keeps it on refinement) must score IoU 1 at every step; before the fix the loop read the answer as
+    original pixels (500x375 resizes to 504x378), so IoU fell short of 1."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    from ivt_lib import boxes as bx
+    from ivt_lib.loop import Generation, run_loop
+    from ivt_lib.parsing import format_box, parse_box
+
+    ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200 * 28 * 28)  # also caps: 1000x750 is downscaled
+    samples = [{"id": f"s{i}", "family": "f", "expression": "the thing", "image": Image.new("RGB", (w, h)),
+                "bbox": (0.1 * w, 0.2 * h, 0.6 * w, 0.7 * h)} for i, (w, h) in enumerate([(500, 375), (1000, 750)])]
+
+    class Scripted:
+        processor = SimpleNamespace(image_processor=ip)
+
+        def generate(self, messages, images, seeds=None):
+            out = []
+            for m, im in zip(messages, images):
+                s = samples[[x["image"].size for x in samples].index(im.size)]
+                _, gh, gw = ip(images=[im], return_tensors="pt")["image_grid_thw"][0].tolist()
+                rw, rh = gw * 14, gh * 14  # what the processor really fed the model
+                stated = parse_box(m[0]["content"][1]["text"])
+                box = stated.box if stated.ok else bx.to_model_frame(s["bbox"], *im.size, "qwen25", resized=(rw, rh))
+                out.append(Generation(format_box(box), -0.1))
+            return out
+
+    trajs = run_loop(Scripted(), samples, T=2, coord_format="qwen25", show_progress=False)
+    for t in trajs:
+        assert [round(v, 2) for v in t.ious] == [pytest.approx(1.0, abs=0.02)] * 3, t.ious
+    assert bx.qwen25_resized_size(1000, 750, max_pixels=200 * 28 * 28) != (1000, 750)

@@ -15,9 +15,8 @@ from PIL import Image
 from ivt_lib import boxes, paper_data
 from ivt_lib.config import NOTEBOOK_CONFIGS, load_tier
 from ivt_lib.data import features, load_split
-from ivt_lib.paper_data import (REFADV_ID, REFCOCOG_ID, REFL4_ID, build_mixed_benchmark, dataset_to_xyxy, from_model,
-                                load_by_ids, load_refadv, load_refcocog, load_refl4, qwen25_resized_size,
-                                save_benchmark, to_model, xyxy_to_dataset)
+from ivt_lib.paper_data import (REFADV_ID, REFCOCOG_ID, REFL4_ID, build_mixed_benchmark, dataset_to_xyxy,
+                                load_by_ids, load_refadv, load_refcocog, load_refl4, save_benchmark, xyxy_to_dataset)
 
 N = 12  # rows per fixture split
 SIZES = {"train": 9, "validation": 6, "test": 7}  # 3/3/3, 2/2/2, 2/2/3 per source
@@ -296,6 +295,17 @@ def test_dataset_formats_round_trip():
         assert xyxy_to_dataset(dataset_to_xyxy([10.5, 2, 7, 9], fmt), fmt) == (10.5, 2.0, 7.0, 9.0)
     with pytest.raises(ValueError, match="unknown dataset box format"):
         dataset_to_xyxy([0, 0, 1, 1], "cxcywh")
+
+
+qwen25_resized_size = boxes.qwen25_resized_size
+
+
+def to_model(box, w, h, fmt="qwen3", **resize):
+    return boxes.to_model_frame(box, w, h, fmt, boxes.qwen25_resized_size(w, h, **resize) if fmt == "qwen25" else None)
+
+
+def from_model(box, w, h, fmt="qwen3", **resize):
+    return boxes.from_model_frame(box, w, h, fmt, boxes.qwen25_resized_size(w, h, **resize) if fmt == "qwen25" else None)
 
 
 @pytest.mark.parametrize("w,h,max_pixels", [(640, 480, 128 * 28 * 28), (30, 20, 12845056), (1000, 700, 12845056)])
