@@ -204,6 +204,9 @@ def single_shot(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dict:
             "selection_anatomy": selection_anatomy(trajs, samples)}
 
 
+OBJECT_COUNT_COLUMNS = ("base", "family", "objects", "n", "acc@0.5", "chance", "above_chance_pp")
+
+
 def object_count_rows(reports: dict[str, dict]) -> list[dict]:
     """One row per (base, family, object count): n, Acc@0.5, chance and the margin above chance (pp)."""
     return [{"base": name, "family": fam, "objects": int(k), "n": v["n"], "acc@0.5": v["acc@0.5"],

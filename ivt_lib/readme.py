@@ -124,15 +124,19 @@ def _deployable(ev: dict) -> list[str]:
            "Every answer against **base single shot** on the same samples: Δ Acc@0.5 in pp with its paired 95 % "
            "bootstrap CI, the Acc@0.5 flips gained/lost and the exact McNemar p. Passes = forward passes per sample the "
            "rule must run. **ORACLE** rows use the ground truth and are not deployable; the move gate and the verifier "
-           "were fitted on the validation split.", "",
+           "were fitted on the validation split. The last column compares the answer with the configuration's **own step 0** "
+           "(what refinement and answer selection add to that model's single shot).", "",
            "| configuration | answer | passes | Acc@0.5 | Δ Acc@0.5 [95 % CI] | gained/lost | p | Δ mIoU [95 % CI] | "
-           "Acc@0.7 | Acc@0.9 | mean IoU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "Acc@0.7 | Acc@0.9 | mean IoU | Δ Acc@0.5 vs own step 0 [95 % CI], p |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rule = r["rule"].replace("ORACLE", "**ORACLE**")
         c = {"d_acc@0.5": r["d_acc@0.5"], "ci_acc@0.5": r["ci_acc@0.5"], "d_mean_iou": r["d_mean_iou"],
              "ci_mean_iou": r["ci_mean_iou"], "mcnemar": {"gained": r["gained"], "lost": r["lost"], "p": r["p"]}}
+        own = (f"{100 * r['d_acc@0.5_vs_step0']:+.1f} {_ci(*r['ci_acc@0.5_vs_step0'])}, {r['p_vs_step0']:.3g}"
+               if "d_acc@0.5_vs_step0" in r else "–")
         out.append(f"| {r['configuration']} | {rule} | {r['passes']:.2f} | {_pct(r['acc@0.5'])} | {_paired(c)} | "
-                   f"{_pct(r['acc@0.7'])} | {_pct(r['acc@0.9'])} | {r['mean_iou']:.3f} |")
+                   f"{_pct(r['acc@0.7'])} | {_pct(r['acc@0.9'])} | {r['mean_iou']:.3f} | {own} |")
     out.append("")
     if ev.get("verdict"):
         out += [f"**Verdict (generated from the numbers):** {ev['verdict']['text']}", ""]

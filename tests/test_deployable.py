@@ -56,6 +56,20 @@ def test_verdict_significant_gain_over_trajectory_meets_the_moonshot():
     assert v["winners"] == [("SFT + IVT", "last step (T=2)")]
 
 
+def test_verdict_needs_a_gain_over_the_configurations_own_step0():
+    """Regression: a better-trained base whose refined answer only keeps its better step 0 beat base single shot and
+    was reported as MOONSHOT MET (the refine-mix ablation base, +17 pp with refinement changing nothing)."""
+    ref = [1.0] * 50 + [0.0] * 50
+    better0 = [1.0] * 90 + [0.0] * 10
+    rows = (dep.rows_for(dep.REFERENCE, {"step 0": (ref, 1.0)}, ref)
+            + dep.rows_for("other base", {"step 0": (better0, 1.0), "confidence (label-free)": (better0, 3.0),
+                                          "self-consistency (label-free)": (ref, 3.0)}, ref))
+    conf = next(r for r in rows if r["rule"].startswith("confidence"))
+    assert conf["significant"] and conf["d_acc@0.5_vs_step0"] == 0.0 and not conf["significant_vs_step0"]
+    v = dep.verdict(rows)
+    assert not v["moonshot_met"] and v["text"].startswith("No label-free rule")
+
+
 def test_verdict_ignores_oracle_and_self_consistency():
     step0 = [1.0] * 50 + [0.0] * 50
     rows = (dep.rows_for(dep.REFERENCE, {"step 0": (step0, 1.0)}, step0)

@@ -301,6 +301,21 @@ def test_single_shot_and_object_count_rows(test_samples):
     for r in rows:
         assert r["chance"] == pytest.approx(1 / r["objects"])
         assert r["above_chance_pp"] == pytest.approx(100 * (r["acc@0.5"] - r["chance"]))
+    assert all(tuple(r) == probe.OBJECT_COUNT_COLUMNS for r in rows)
+
+
+def test_object_count_table_is_indexable_on_real_data_without_object_lists(test_samples):
+    """Regression: real benchmarks list no objects, so the rows are empty; notebook 00 must still index the table
+    (the paper tiers failed with KeyError on ['base', 'family', 'objects'])."""
+    import pandas as pd
+    from ivt_lib.loop import run_loop
+
+    samples = [{k: v for k, v in s.items() if k != "objects"} for s in test_samples[:3]]
+    rep = probe.single_shot(run_loop(FakePolicy(), samples, T=0, show_progress=False), samples)
+    rows = probe.object_count_rows({"b": rep})
+    assert rows == []
+    table = pd.DataFrame(rows, columns=probe.OBJECT_COUNT_COLUMNS).set_index(["base", "family", "objects"])
+    assert table.empty and list(table.columns) == ["n", "acc@0.5", "chance", "above_chance_pp"]
 
 
 def test_drop_driver_summary_compares_each_arm_with_the_naive_one(test_samples):
