@@ -201,6 +201,7 @@ class TeacherSynthConfig(GenerationStageConfig):
     jitter_scale: float = 0.35
     max_trajectories: int = 934
     replay_step0: bool = True
+    recipe_ours: bool = True
     reasoning: bool = False  # box-only traces: with reasoning text the 5 M model wrote garbled reasoning after SFT
     traces_dir: str = "runs/default/traces"
 
@@ -239,6 +240,7 @@ class SFTStageConfig(GenerationStageConfig):
     save_steps: int = 50
     quantize_4bit: bool = False
     ablation_jittered: bool = True
+    recipe_ours: bool = True
     grid_n: int = 6
 
     def __post_init__(self) -> None:
@@ -276,6 +278,11 @@ class GRPOStageConfig(GenerationStageConfig):
     prompts_per_iter: int = 4
     group_size: int = 6
     temperature: float = 1.0
+    top_p: float = 1.0
+    credit: str = "trajectory"
+    refine_credit_ablation: bool = True
+    val_every: int = 10
+    val_n: int = 48
     learning_rate: float = 5e-4
     beta: float = 0.04
     epsilon: float = 0.2
@@ -299,6 +306,11 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(self.prompts_per_iter >= 1, "prompts_per_iter", self.prompts_per_iter, "must be >= 1")
         _check(self.group_size >= 2, "group_size", self.group_size, "must be >= 2 (group-relative advantages)")
         _check(self.temperature > 0, "temperature", self.temperature, "must be > 0: rollouts sample")
+        _check(0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
+        _check(self.credit in ("trajectory", "refine"), "credit", self.credit,
+               "must be 'trajectory' (the paper's whole trajectories) or 'refine' (shared step 0, ours)")
+        _check(self.val_every >= 0, "val_every", self.val_every, "must be >= 0 (0 = no validation curve)")
+        _check(self.val_n >= 1 or self.val_every == 0, "val_n", self.val_n, "must be >= 1 when val_every > 0")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _check(self.beta >= 0, "beta", self.beta, "must be >= 0")
         _check(0 < self.epsilon < 1, "epsilon", self.epsilon, "must be in (0, 1)")
@@ -310,13 +322,14 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
 
-    def grpo_run_config(self):
+    def grpo_run_config(self, credit: str | None = None):
         """The :class:`ivt_lib.grpo.GRPORunConfig` of this stage (shared by notebook 04 and
-        ``scripts/grpo_accelerate.py``)."""
+        ``scripts/grpo_accelerate.py``); ``credit`` overrides the stage's (the ablation run)."""
         from .grpo import GRPORunConfig
 
         return GRPORunConfig(iterations=self.iterations, prompts_per_iter=self.prompts_per_iter,
-                             group_size=self.group_size, T=self.T, temperature=self.temperature,
+                             group_size=self.group_size, T=self.T, temperature=self.temperature, top_p=self.top_p,
+                             credit=credit or self.credit, val_every=self.val_every,
                              max_new_tokens=self.max_new_tokens, learning_rate=self.learning_rate, beta=self.beta,
                              epsilon=self.epsilon, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
                              micro_batch=self.micro_batch, quantize_4bit=self.quantize_4bit,

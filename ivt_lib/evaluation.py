@@ -18,7 +18,9 @@ CONFIG_FILES = {
     "base + naive iteration": "naive.jsonl",
     "refine-mix base + naive iteration (ablation)": "naive_refine_mix.jsonl",
     "SFT + IVT": "sft.jsonl",
+    "SFT (ours: keep data) + IVT": "sft_ours.jsonl",
     "SFT + GRPO + IVT": "grpo.jsonl",
+    "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit.jsonl",
     "single-step GRPO (trl), no iteration": "single_step_grpo.jsonl",
 }
 # The paper's table (505 test samples, Qwen3-VL-4B-Instruct), as quoted by the project brief (arXiv 2606.13156).
@@ -41,7 +43,10 @@ def config_models(model: str, ablation_model: str, runs_dir: str | Path) -> dict
     out = {"base + naive iteration": model_source(model)}
     if ablation_model:
         out["refine-mix base + naive iteration (ablation)"] = model_source(ablation_model)
-    for name, sub in (("SFT + IVT", runs / "sft" / "student" / "merged"), ("SFT + GRPO + IVT", runs / "grpo" / "merged")):
+    for name, sub in (("SFT + IVT", runs / "sft" / "student" / "merged"),
+                      ("SFT (ours: keep data) + IVT", runs / "sft" / "ours" / "merged"),
+                      ("SFT + GRPO + IVT", runs / "grpo" / "merged"),
+                      ("SFT + GRPO (ours: refine credit) + IVT", runs / "grpo_refine_credit" / "merged")):
         if (sub / "config.json").exists():
             out[name] = str(sub)
     return out

@@ -53,6 +53,9 @@ from .sft import LLM_TARGETS
 log = logging.getLogger(__name__)
 
 
+CREDITS = ("trajectory", "refine")
+
+
 @dataclass
 class GRPORunConfig:
     """Hyper-parameters of multi-step GRPO (paper: G=6, beta=0.04, final-step IoU + 0.1 format)."""
@@ -79,6 +82,11 @@ class GRPORunConfig:
     gen_batch_size: int = 48
     rollout_backend: str = "hf"         # "hf" (model.generate) | "vllm" (colocated vllm.LLM, GPU)
     vllm_kwargs: dict = field(default_factory=dict)  # passed to vllm.LLM, e.g. {"gpu_memory_utilization": 0.3}
+    # "trajectory": the paper's recipe, every member samples its own whole trajectory and every step's tokens get the
+    # final reward's advantage. "refine" (ours, labelled): one sampled step-0 answer shared by the group, G refine
+    # continuations from it, no loss on step-0 tokens, so the advantage measures refinement, not step-0 luck.
+    credit: str = "trajectory"
+    val_every: int = 0                  # greedy T-step evaluation on the validation subset every K updates (0 = off)
 
     def __post_init__(self):
         if self.group_size < 2:
@@ -95,6 +103,12 @@ class GRPORunConfig:
             raise ValueError("quantize_4bit: 4-bit weights cannot be pushed into a vLLM engine (use rollout_backend='hf')")
         if self.micro_batch < 1 or self.gen_batch_size < 1:
             raise ValueError("micro_batch and gen_batch_size must be >= 1")
+        if self.credit not in CREDITS:
+            raise ValueError(f"credit={self.credit!r}: expected one of {CREDITS}")
+        if self.credit == "refine" and self.T < 1:
+            raise ValueError("credit='refine' trains the refine steps: it needs T >= 1")
+        if self.val_every < 0:
+            raise ValueError(f"val_every={self.val_every}: must be >= 0")
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -200,7 +214,7 @@ def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str 
 
 # Settings that change only memory, speed or bookkeeping, not the run's result (rollouts are batch-invariant): a
 # checkpoint may be resumed with other values, e.g. written by scripts/grpo_accelerate.py and finished by notebook 04.
-_RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "gen_batch_size", "vllm_kwargs")
+_RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "gen_batch_size", "vllm_kwargs", "val_every")
 
 
 def _resume_relevant(cfg: GRPORunConfig) -> dict:
@@ -212,7 +226,7 @@ class MultiStepGRPO:
     """Multi-step GRPO on a LoRA adapter over ``model_path`` (typically the merged SFT model); one or more processes."""
 
     def __init__(self, model_path: str, train_samples: Sequence[dict], out_dir: str | Path, cfg: GRPORunConfig,
-                 device: str = "auto", dtype: str = "float32"):
+                 device: str = "auto", dtype: str = "float32", val_samples: Sequence[dict] = ()):
         from accelerate import PartialState
         from peft import LoraConfig, get_peft_model
 
@@ -221,6 +235,9 @@ class MultiStepGRPO:
         if not train_samples:
             raise ValueError("MultiStepGRPO got no training samples")
         self.cfg, self.samples, self.out = cfg, list(train_samples), Path(out_dir)
+        self.val_samples = list(val_samples)
+        if cfg.val_every and not self.val_samples:
+            raise ValueError(f"val_every={cfg.val_every} needs validation samples (val_samples is empty)")
         self.model_path = str(model_path)
         state = PartialState(cpu=device == "cpu")  # under `accelerate launch`: joins the process group (gloo on CPU)
         self.rank, self.world, self.is_main = state.process_index, state.num_processes, state.is_main_process
@@ -236,7 +253,7 @@ class MultiStepGRPO:
                                                      target_modules=LLM_TARGETS, task_type="CAUSAL_LM"))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.learning_rate)
-        self.iteration, self.logs = 0, []
+        self.iteration, self.logs, self.val0 = 0, [], {}
         self._maybe_resume()
         if self.world > 1:  # start from identical adapters everywhere, as DDP does
             for p in self.params:
@@ -255,7 +272,7 @@ class MultiStepGRPO:
         if self.is_main:
             with atomic_dir(self.ckpt) as tmp:
                 self.model.save_pretrained(tmp)
-                torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration,
+                torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration, "val0": self.val0,
                             "config": _resume_relevant(self.cfg)}, tmp / "state.pt")
                 (tmp / "logs.json").write_text(json.dumps(self.logs))
         self._barrier()
@@ -279,6 +296,7 @@ class MultiStepGRPO:
                              f"or use another out_dir; only {', '.join(_RESUMABLE_CHANGES)} may change on resume")
         self.opt.load_state_dict(st["opt"])
         self.iteration, self.logs = st["iteration"], json.loads((self.ckpt / "logs.json").read_text())
+        self.val0 = st.get("val0") or {}
         log.info("resumed GRPO at iteration %d", self.iteration)
 
     # ------------------------------------------------------------------------------------------------ one step
@@ -317,8 +335,30 @@ class MultiStepGRPO:
         pol = self.rollout_policy()
         self.model.eval()
         with torch.no_grad():
-            return run_loop(pol, expanded, c.T, c.coord_format, show_progress=False, record_inputs=True,
-                            sample_seeds=seeds)
+            if c.credit == "trajectory":
+                return run_loop(pol, expanded, c.T, c.coord_format, show_progress=False, record_inputs=True,
+                                sample_seeds=seeds)
+            # one sampled step 0 per prompt, shared by its group; only the refine steps are recorded for the loss
+            s0 = run_loop(pol, list(prompts), 0, c.coord_format, show_progress=False,
+                          sample_seeds=[derive_seed("grpo-step0", c.seed, it, str(p["id"])) for p in prompts])
+            starts = [tr.steps[0].box for tr in s0 for _ in range(c.group_size)]
+            trajs = run_loop(pol, expanded, c.T, c.coord_format, start_boxes=starts, show_progress=False,
+                             record_inputs=True, sample_seeds=seeds)
+            for tr, s in zip(trajs, (t for t in s0 for _ in range(c.group_size))):
+                tr.steps[0] = s.steps[0]  # keep the shared step 0's text, parse flag and log-prob
+            return trajs
+
+    def validate(self) -> dict:
+        """Greedy T-step evaluation on the validation subset: last-step Acc@0.5, degradation, improve/degrade/stay."""
+        from .metrics import stability, step_metrics
+
+        pol = HFPolicy(self.model, self.processor, self.cfg.max_new_tokens, self.cfg.gen_batch_size)
+        self.model.eval()
+        with torch.no_grad():
+            trajs = run_loop(pol, self.val_samples, self.cfg.T, self.cfg.coord_format, show_progress=False)
+        st = stability(trajs)
+        return {"step0_acc@0.5": step_metrics(trajs, 0)["acc@0.5"],
+                "last_acc@0.5": step_metrics(trajs, self.cfg.T)["acc@0.5"], **st}
 
     def _all_sum(self, *values: float) -> list[float]:
         """Sum scalars over processes (identity with one process)."""
@@ -398,6 +438,8 @@ class MultiStepGRPO:
                  "tokens": n_tok, "processes": self.world,
                  # the same rollouts <=> the same digest, however many processes generated them
                  "rollout_digest": rollout_digest([t for p in parts for t in p["tokens"]])}
+        if self.cfg.val_every and self.iteration % self.cfg.val_every == 0 and self.is_main:
+            entry["val"] = self.validate()
         self.logs.append(entry)
         return entry
 
@@ -405,6 +447,8 @@ class MultiStepGRPO:
         """Run the remaining iterations (resuming if a checkpoint exists); save periodically and at the end."""
         bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc="GRPO",
                    disable=not show_progress or not self.is_main)
+        if self.cfg.val_every and self.iteration == 0 and not self.val0 and self.is_main:
+            self.val0 = self.validate()  # the curve's starting point: the SFT policy itself
         while self.iteration < self.cfg.iterations:
             e = self.step()
             bar.update(1)

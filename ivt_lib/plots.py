@@ -141,6 +141,28 @@ def grpo_curves(logs: Sequence[dict]):
     return fig
 
 
+def grpo_validation(runs: Mapping[str, tuple[dict, Sequence[dict]]]):
+    """GRPO validation curves, one line per run (``runs[name] = (val0, training logs)``): greedy last-step Acc@0.5,
+    per-step degradation and stay share on the fixed validation subset, beside the training reward and KL."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    for name, (val0, logs) in runs.items():
+        pts = ([(0, val0)] if val0 else []) + [(e["iteration"], e["val"]) for e in logs if "val" in e]
+        line = axes[0].plot([i for i, _ in pts], [100 * v["last_acc@0.5"] for _, v in pts], marker="o", label=name)[0]
+        axes[1].plot([i for i, _ in pts], [v["degradation"] for _, v in pts], marker="o", color=line.get_color())
+        axes[2].plot([i for i, _ in pts], [100 * v["stay"] for _, v in pts], marker="o", color=line.get_color())
+        it = [e["iteration"] for e in logs]
+        axes[3].plot(it, [e["reward_mean"] for e in logs], color=line.get_color(), alpha=0.8, label=f"{name}: reward")
+        axes[3].plot(it, [10 * e["kl"] for e in logs], color=line.get_color(), ls=":", label=f"{name}: 10 x KL")
+    titles = ("validation last-step Acc@0.5 (%)", "validation degradation", "validation stay (%)", "training")
+    for ax, title in zip(axes, titles):
+        ax.set(xlabel="GRPO update", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[3].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def accuracy_vs_compute(rows: Sequence[dict], n: int):
     """Acc@0.5 (with 95 % Wilson error bars over ``n`` samples) against the forward passes each answer really costs:
     one colour per configuration, one marker per way of choosing the answer; ORACLE rules hollow."""

@@ -27,6 +27,7 @@ overrides), and the run writes to ``<runs_dir>/grpo``, where notebook 04 looks. 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def from_tier(args):
 
     cfg = config.tier_config(args.tier, "04_grpo", config.parse_overrides(args.set))
     samples = load_split("train", cfg.path("dataset"), cfg.train_n or None, cfg.max_pixels)
-    return (config.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", cfg.grpo_run_config(),
-            cfg.device, cfg.dtype)
+    # the validation curve is notebook 04's (it needs the validation split on the main process); the script trains only
+    run_cfg = dataclasses.replace(cfg.grpo_run_config(), val_every=0)
+    return config.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", run_cfg, cfg.device, cfg.dtype
 
 
 def from_args(args):

@@ -187,12 +187,13 @@ def tier_workflow(tmp_path_factory):
     sft_script = _run(_launch2(SCRIPT, ["--tier", "smoke", *_sets(sft_over)]), runs / "sft" / "student")
     tier = load_tier("smoke")
     pm.execute_notebook(str(ROOT / "notebooks" / "03_sft.ipynb"), str(root / "03.ipynb"), cwd=str(ROOT),
-                        parameters={**tier["03_sft"], **sft_over, "ablation_jittered": False},
+                        parameters={**tier["03_sft"], **sft_over, "ablation_jittered": False, "recipe_ours": False},
                         kernel_name="python3", progress_bar=False)
     grpo_over = {**common, "sft_model": str(runs / "sft" / "student" / "merged")}
     grpo_script = _run(_launch2(GRPO_SCRIPT, ["--tier", "smoke", *_sets(grpo_over)]), runs / "grpo")
     pm.execute_notebook(str(ROOT / "notebooks" / "04_grpo.ipynb"), str(root / "04.ipynb"), cwd=str(ROOT),
-                        parameters={**tier["04_grpo"], **grpo_over, "single_step": False},
+                        parameters={**tier["04_grpo"], **grpo_over, "single_step": False,
+                                                "refine_credit_ablation": False},
                         kernel_name="python3", progress_bar=False)
     return sft_script, grpo_script, root
 

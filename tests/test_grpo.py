@@ -126,6 +126,46 @@ def test_config_validation():
         grpo.GRPORunConfig(rollout_backend="vllm", quantize_4bit=True)
     with pytest.raises(ValueError, match="micro_batch"):
         grpo.GRPORunConfig(micro_batch=0)
+    with pytest.raises(ValueError, match="credit"):
+        grpo.GRPORunConfig(credit="step0")
+    with pytest.raises(ValueError, match="T >= 1"):
+        grpo.GRPORunConfig(credit="refine", T=0)
+
+
+def test_refine_credit_shares_step0_in_a_group_and_never_scores_it(tiny_dir, tmp_path, test_samples):
+    """Option A: one sampled step 0 per prompt for the whole group, G refine continuations, no step-0 rows."""
+    cfg = grpo.GRPORunConfig(iterations=1, prompts_per_iter=2, group_size=3, T=1, max_new_tokens=6, save_every=1,
+                             credit="refine")
+    tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "r", cfg, device="cpu")
+    trajs = tr.rollout(tr.prompts(0))
+    assert len(trajs) == 6
+    for g in range(2):
+        group = trajs[3 * g:3 * g + 3]
+        assert len({t.sample_id for t in group}) == 1
+        assert len({(t.steps[0].box, t.steps[0].text) for t in group}) == 1  # the shared step 0
+        assert all(t.steps[0].text != "<given>" for t in group)          # its real text is kept
+    assert all([r["step"] for r in t.rollout] == [1] for t in trajs)       # step-0 tokens never reach the loss
+    rows = grpo.rollout_rows(trajs, torch.zeros(6))
+    assert rows and all(r["step"] >= 1 for r in rows)
+    # the paper's whole trajectories score step 0 as well
+    whole = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "w",
+                               grpo.GRPORunConfig(**{**asdict(cfg), "credit": "trajectory"}), device="cpu")
+    assert any(r["step"] == 0 for t in whole.rollout(whole.prompts(0)) for r in t.rollout)
+
+
+def test_validation_curve_is_logged_and_resumed(tiny_dir, tmp_path, test_samples):
+    cfg = grpo.GRPORunConfig(iterations=2, prompts_per_iter=2, group_size=2, T=1, max_new_tokens=6, save_every=1,
+                             val_every=2)
+    with pytest.raises(ValueError, match="validation samples"):
+        grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "v0", cfg, device="cpu")
+    tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "v", cfg, device="cpu",
+                            val_samples=test_samples[6:9])
+    logs = tr.train(show_progress=False)
+    assert "val" not in logs[0] and set(logs[1]["val"]) >= {"last_acc@0.5", "degradation", "stay", "improve"}
+    assert logs[1]["val"]["n"] == 3 and tr.val0["n"] == 3
+    again = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "v", cfg, device="cpu",
+                               val_samples=test_samples[6:9])
+    assert again.iteration == 2 and again.val0 == tr.val0
 
 
 def test_resume_after_kill_matches_uninterrupted(tiny_dir, tmp_path, test_samples, monkeypatch):

@@ -126,6 +126,18 @@ def test_grpo_curves():
     assert list(fig.axes[2].get_lines()[1].get_xdata()) == [0, 1, 2, 3]
 
 
+def test_grpo_validation_plots_val0_and_every_logged_point():
+    v = lambda a: {"last_acc@0.5": a, "degradation": 0.1 - a / 10, "stay": 0.3}  # noqa: E731
+    logs = [{"iteration": i, "reward_mean": 0.5, "kl": 0.01, **({"val": v(0.1 * i)} if i % 2 == 0 else {})}
+            for i in range(1, 5)]
+    fig = plots.grpo_validation({"a": (v(0.0), logs), "b": ({}, logs)})
+    assert len(fig.axes) == 4
+    a_acc, b_acc = fig.axes[0].get_lines()
+    assert list(a_acc.get_xdata()) == [0, 2, 4] and list(a_acc.get_ydata()) == pytest.approx([0, 20, 40])
+    assert list(b_acc.get_xdata()) == [2, 4]  # no val0: the curve starts at the first logged point
+    assert len(fig.axes[3].get_lines()) == 4  # reward and KL per run
+
+
 def test_accuracy_vs_compute_places_each_rule_at_its_true_passes():
     rows = [{"configuration": "base", "rule": "step 0", "passes": 1.0, "acc@0.5": 0.7},
             {"configuration": "base", "rule": "ORACLE best step (uses GT)", "passes": 3.0, "acc@0.5": 0.8},

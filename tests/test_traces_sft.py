@@ -25,6 +25,50 @@ def test_filter_and_linear_path(test_samples):
         assert a.target == pytest.approx(mid)
 
 
+def _far(box):
+    """A box of the same size moved to the opposite corner (IoU 0 with ``box`` in a 128 px scene)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    x0 = 0.0 if box[0] > 64 else 128.0 - w
+    y0 = 0.0 if box[1] > 64 else 128.0 - h
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def test_ours_recipe_keeps_good_boxes_and_sends_misses_to_the_object(test_samples):
+    s = test_samples[:6]
+    starts = [s[0]["bbox"], s[1]["bbox"], _far(s[2]["bbox"]),
+              *[bx.jitter(random.Random(i), x["bbox"], 128, 128, 0.2) for i, x in enumerate(s[3:])]]
+    assert bx.iou(starts[2], s[2]["bbox"]) < traces.MISS_IOU
+    paper_st, ours_st = traces.SynthesisStats(), traces.SynthesisStats()
+    paper = traces.build_requests(s, starts, 2, 0.0, 0.85, paper_st)
+    ours = traces.build_requests(s, starts, 2, 0.0, 0.85, ours_st, recipe="ours")
+    assert ours_st.n_keep_samples == 2 and paper_st.n_keep_samples == 0 and ours_st.n_object_first == 1
+    assert len(ours) == 2 * (ours_st.n_kept_samples + ours_st.n_keep_samples)
+    by = {(r.sample_id, r.step): r for r in ours}
+    for i in (0, 1):  # keep trajectories: the target is the box itself at every step
+        assert all(by[(str(s[i]["id"]), t)].target == pytest.approx(tuple(starts[i])) for t in (1, 2))
+    miss = str(s[2]["id"])  # object-first: the step-1 target is the ground truth, not a midpoint in empty space
+    assert by[(miss, 1)].target == pytest.approx(tuple(s[2]["bbox"])) == by[(miss, 2)].target
+    p_mid = next(r for r in paper if r.sample_id == miss and r.step == 1)
+    assert p_mid.target == pytest.approx(bx.lerp(starts[2], s[2]["bbox"], 0.5))
+    counts = traces.start_counts(ours, s, starts)
+    assert counts["good"] == 2 and counts["miss"] == 1 and sum(counts.values()) == ours_st.n_kept_samples + 2
+    assert traces.start_counts(paper, s, starts)["good"] == 0
+    recs, _ = traces.synthesize(ScriptedTeacher(), [by[(str(s[0]["id"]), 1)]])
+    assert "keep it" in recs[0]["messages"][-1]["content"][0]["text"]
+    with pytest.raises(ValueError, match="recipe"):
+        traces.build_requests(s, starts, 2, recipe="mine")
+
+
+def test_natural_replay_draws_right_and_wrong_answers(test_samples):
+    texts = {str(x["id"]): f"answer {i}" for i, x in enumerate(test_samples)}
+    st = traces.SynthesisStats()
+    out = traces.step0_replay_natural(test_samples, texts, 5, seed=1, stats=st)
+    assert len(out) == 5 == st.n_replay and all(r["step"] == 0 for r in out)
+    assert out == traces.step0_replay_natural(test_samples, texts, 5, seed=1)
+    assert {r["sample_id"] for r in out} != {r["sample_id"] for r in traces.step0_replay_natural(test_samples, texts, 5, 2)}
+    assert len(traces.step0_replay_natural(test_samples, texts, 10 ** 6)) == len(test_samples)
+
+
 def test_synthesis_counts_rejections(test_samples):
     class Sloppy(ScriptedTeacher):
         def write(self, requests):
