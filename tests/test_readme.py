@@ -43,3 +43,22 @@ def test_deployable_table_leads_and_carries_cis(tmp_path):
     assert out.index("Deployable vs oracle") < out.index("Base grounders")
     assert "| +2.0 [-1.0, +5.0] | 12/2 | 0.013 | +0.010 [-0.004, +0.020] |" in out
     assert "**Verdict (generated from the numbers):** No label-free rule" in out
+
+
+def test_phase1_table_shows_every_recipe_and_load(tmp_path):
+    import json
+
+    m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
+    st = {"degradation": 0.05, "degrade": 0.3, "improve": 0.2, "stay": 0.5, "mean_delta_iou": 0.0}
+    pair = {"d_acc@0.5": -0.1, "ci_acc@0.5": [-0.2, 0.0], "mcnemar": {"gained": 1, "lost": 3, "p": 0.6}}
+    run = {"per_step": [m, m, m], "step0": m, "last": m, "oracle_best_step (uses GT)": m, "stability": st,
+           "paired": {"last step (T=2) vs own step 0": pair}}
+    sft = {**run, "ours_recipe": {**run, "vs_paper_recipe_last": pair}}
+    (tmp_path / "sft.json").write_text(json.dumps(sft))
+    (tmp_path / "sft.provenance.json").write_text(json.dumps(
+        {"wall_s": 9.0, "cpus": 2, "machine": "x", "packages": {"torch": "t"}, "load_avg_1_15": [1.5, 2.0], "note": "n"}))
+    out = readme.render(tmp_path)
+    assert "| paper recipe (IoU filter [0, 0.85], linear-path targets) | 50.0 | 50.0 | 50.0 | 0.050 | 30.0 | " \
+           "-10.0 [-20.0, +0.0], 0.6 | – |" in out
+    assert "| ours (extra row): keep trajectories" in out and "1/3 flips" in out
+    assert "| 03_sft | 9 s | 2 CPUs, x, torch t | 1.5/2.0 | n |" in out
