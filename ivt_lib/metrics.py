@@ -18,8 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .boxes import iou as box_iou
-from .boxes import is_degenerate
+from .boxes import is_degenerate, is_still
 from .loop import Trajectory
 
 THRESHOLDS = (0.5, 0.7, 0.9)
@@ -89,8 +88,7 @@ def still_rule(eps: float = 0.05) -> Callable[[Trajectory], int]:
     """Label-free: stop at the first refine step whose box moved less than ``eps`` (1 - IoU) from the previous."""
     def rule(tr: Trajectory) -> int:
         for t in range(1, len(tr.steps)):
-            a, b = tr.steps[t - 1].box, tr.steps[t].box
-            if a is not None and b is not None and 1.0 - box_iou(a, b) < eps:
+            if is_still(tr.steps[t - 1].box, tr.steps[t].box, eps):
                 return t
         return len(tr.steps) - 1
     return rule

@@ -83,12 +83,6 @@ def _redirect(params: dict, root) -> dict:
     out = dict(params)
     for k in ("results_dir", "figures_dir", "runs_dir"):
         out[k] = str(root / k)
-    if "traces_dir" in out:
-        out["traces_dir"] = str(root / "runs_dir" / "traces")
-    if "sft_model" in out:
-        out["sft_model"] = str(root / "runs_dir" / "sft" / "student" / "merged")
-    if "trajectories_dir" in out:
-        out["trajectories_dir"] = str(root / "runs_dir" / "trajectories")
     return out
 
 
