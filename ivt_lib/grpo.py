@@ -36,9 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,98 +47,14 @@ from tqdm.auto import tqdm
 from . import boxes as bx
 from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_loss,  # noqa: F401 (re-exported)
                              rollout_digest, rollout_rows, score_rows, token_logps)
+from .grpo_config import CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
 from .io import atomic_dir, recover_dir
 from .loop import HFPolicy, Trajectory, run_loop, vision_token_ids
 from .process_group import ProcessGroup
-from .rewards import PAPER_WEIGHTS
 from .sampling import derive_seed
 from .sft import LLM_TARGETS
 
-if TYPE_CHECKING:
-    from .config import GRPOStageConfig
-
 log = logging.getLogger(__name__)
-
-
-CREDITS = ("trajectory", "refine")
-
-
-@dataclass
-class GRPORunConfig:
-    """Hyper-parameters of multi-step GRPO (paper: G=6, beta=0.04, final-step IoU + 0.1 format)."""
-
-    iterations: int = 80
-    prompts_per_iter: int = 4
-    group_size: int = 6
-    T: int = 2
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 32
-    learning_rate: float = 5e-4
-    beta: float = 0.04
-    epsilon: float = 0.2
-    loss_type: str = "bnpo"             # token mean over the batch ("grpo": per-row mean, then mean)
-    micro_batch: int = 24               # rows per scoring forward (gradient accumulation inside an iteration)
-    quantize_4bit: bool = False         # QLoRA: 4-bit NF4 base weights (GPU, bitsandbytes)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    reward_weights: dict = field(default_factory=lambda: dict(PAPER_WEIGHTS))
-    save_every: int = 10
-    seed: int = 0
-    coord_format: str = "qwen3"
-    batch_size: int = 32                # generation batch size of the rollouts and the validation curve
-    generation_backend: str = "hf"         # "hf" (model.generate) | "vllm" (colocated vllm.LLM, GPU)
-    vllm_kwargs: dict = field(default_factory=dict)  # passed to vllm.LLM, e.g. {"gpu_memory_utilization": 0.3}
-    # "trajectory": the paper's recipe, every member samples its own whole trajectory and every step's tokens get the
-    # final reward's advantage. "refine" (ours, labelled): one sampled step-0 answer shared by the group, G refine
-    # continuations from it, no loss on step-0 tokens, so the advantage measures refinement, not step-0 luck.
-    credit: str = "trajectory"
-    val_every: int = 0                  # greedy T-step evaluation on the validation subset every K updates (0 = off)
-
-    @classmethod
-    def from_stage(cls, stage: "GRPOStageConfig", credit: str | None = None) -> "GRPORunConfig":
-        """The run config of notebook 04's (or ``scripts/grpo_accelerate.py``'s) stage config; ``credit`` overrides the
-        stage's (the refine-credit run). Same-named fields are copied; only the vLLM memory share is translated."""
-        names = {f.name for f in fields(cls)} & set(stage.to_dict())
-        kw = {n: getattr(stage, n) for n in names}
-        return cls(**{**kw, "credit": credit or stage.credit,
-                      "vllm_kwargs": {"gpu_memory_utilization": stage.vllm_gpu_memory}})
-
-    def __post_init__(self):
-        if self.group_size < 2:
-            raise ValueError(f"group_size={self.group_size}: GRPO needs at least 2 trajectories per prompt")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature}: rollouts must sample (temperature > 0)")
-        if self.loss_type not in ("bnpo", "grpo"):
-            raise ValueError(f"loss_type={self.loss_type!r}: expected bnpo or grpo")
-        if self.iterations < 1 or self.prompts_per_iter < 1 or self.T < 0:
-            raise ValueError("iterations and prompts_per_iter must be >= 1 and T >= 0")
-        if self.generation_backend not in ("hf", "vllm"):
-            raise ValueError(f"generation_backend={self.generation_backend!r}: expected 'hf' or 'vllm'")
-        if self.generation_backend == "vllm" and self.quantize_4bit:
-            raise ValueError("quantize_4bit: 4-bit weights cannot be pushed into a vLLM engine (use generation_backend='hf')")
-        if self.micro_batch < 1 or self.batch_size < 1:
-            raise ValueError("micro_batch and batch_size must be >= 1")
-        if self.credit not in CREDITS:
-            raise ValueError(f"credit={self.credit!r}: expected one of {CREDITS}")
-        if self.credit == "refine" and self.T < 1:
-            raise ValueError("credit='refine' trains the refine steps: it needs T >= 1")
-        if self.val_every < 0:
-            raise ValueError(f"val_every={self.val_every}: must be >= 0")
-
-
-# Settings that change only memory, speed or bookkeeping, not the run's result (rollouts are batch-invariant): a
-# checkpoint may be resumed with other values, e.g. written by scripts/grpo_accelerate.py and finished by notebook 04.
-_RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "batch_size", "vllm_kwargs", "val_every")
-
-
-# checkpoints written before the run config took the stage config's names
-_OLD_NAMES = {"gen_batch_size": "batch_size", "rollout_backend": "generation_backend"}
-
-
-def _resume_relevant(cfg: GRPORunConfig) -> dict:
-    """The settings a checkpoint must share with the run that resumes it."""
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
 
 
 class MultiStepGRPO:
@@ -191,7 +107,7 @@ class MultiStepGRPO:
             with atomic_dir(self.ckpt) as tmp:
                 self.model.save_pretrained(tmp)
                 torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration, "val0": self.val0,
-                            "config": _resume_relevant(self.cfg)}, tmp / "state.pt")
+                            "config": resume_relevant(self.cfg)}, tmp / "state.pt")
                 (tmp / "logs.json").write_text(json.dumps(self.logs))
         self.pg.barrier()
 
@@ -203,13 +119,13 @@ class MultiStepGRPO:
 
         set_peft_model_state_dict(self.model, load_file(self.ckpt / "adapter_model.safetensors"))
         st = torch.load(self.ckpt / "state.pt", weights_only=False)
-        saved, now = st.get("config"), _resume_relevant(self.cfg)
+        saved, now = st.get("config"), resume_relevant(self.cfg)
         if saved is not None:
-            saved = {_OLD_NAMES.get(k, k): v for k, v in saved.items()}
+            saved = {OLD_NAMES.get(k, k): v for k, v in saved.items()}
         if saved is not None and saved != now:
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             raise ValueError(f"{self.ckpt} was written with other settings {diff} (saved, now): delete that folder "
-                             f"or use another out_dir; only {', '.join(_RESUMABLE_CHANGES)} may change on resume")
+                             f"or use another out_dir; only {', '.join(RESUMABLE_CHANGES)} may change on resume")
         self.opt.load_state_dict(st["opt"])
         self.iteration, self.logs = st["iteration"], json.loads((self.ckpt / "logs.json").read_text())
         self.val0 = st.get("val0") or {}

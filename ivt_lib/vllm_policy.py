@@ -10,7 +10,7 @@ so this module imports anywhere; vLLM itself needs a GPU machine (``pip install 
     >>> trajs = run_loop(pol, samples, T=2)                                     # doctest: +SKIP
 
 vLLM keeps its own copy of the weights: a trained model (e.g. the merged SFT folder) is loaded by path, and GRPO
-(``rollout_backend="vllm"``) pushes the policy's merged weights into the engine after every update with
+(``generation_backend="vllm"``) pushes the policy's merged weights into the engine after every update with
 :meth:`VLLMPolicy.sync_weights`, as trl's colocate mode does (``trl/generation/vllm_generation.py``, trl 1.16).
 """
 from __future__ import annotations

@@ -180,8 +180,8 @@ def main_tier(args) -> dict:
     out = run_sft(model, ds, out_dir, cfg, device=device, dtype=dtype)
     state = PartialState()
     summary = {"tier": args.tier, "world_size": out["world_size"], "steps": out["steps"],
-               "per_device_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
-               "global_batch": cfg.batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
+               "per_device_batch": cfg.train_batch_size, "grad_accum": cfg.grad_accum,
+               "global_batch": cfg.train_batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
                "losses": [h["loss"] for h in out["log_history"]], "train_loss": out["train_loss"], "device": device}
     if state.is_main_process:
         from ivt_lib.io import atomic_write_json

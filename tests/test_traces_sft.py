@@ -1,4 +1,5 @@
 """Phase-1 data (filter, linear path, validation, dataset) and the trl SFT wrapper (mask, resume after a kill)."""
+import dataclasses
 import random
 
 import pytest
@@ -108,7 +109,7 @@ def test_assistant_only_mask(tiny, trace_ds):
 
 
 def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
-    cfg = sft.SFTRunConfig(max_steps=4, train_batch_size=4, save_steps=2, logging_steps=1)
+    cfg = sft.SFTRunConfig(max_steps=4, train_batch_size=4, save_steps=2, logging_steps=1, lora_r=8, lora_alpha=16)
     from transformers import Trainer
 
     real = Trainer.training_step
@@ -136,8 +137,7 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     assert adapter_checksum(tmp_path / "adapter")["sha256"] == before["sha256"]
     # checkpoints of another recipe are refused before any work, not silently continued
     with pytest.raises(ValueError, match="other settings.*learning_rate"):
-        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=4, train_batch_size=4, save_steps=2,
-                                                                        logging_steps=1, learning_rate=5e-4), device="cpu")
+        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, dataclasses.replace(cfg, learning_rate=1e-3), device="cpu")
     with pytest.raises(ValueError, match="rows"):
         sft.run_sft(str(tiny_dir), trace_ds.select(range(len(trace_ds) - 1)), tmp_path, cfg, device="cpu")
     assert out["trainable_params"] < 0.1 * out["total_params"]
