@@ -79,11 +79,6 @@ def oracle_rule(tr: Trajectory) -> int:
     return int(np.argmax(tr.ious))
 
 
-def last_rule(tr: Trajectory) -> int:
-    """The last step."""
-    return len(tr.steps) - 1
-
-
 def still_rule(eps: float = 0.05) -> Callable[[Trajectory], int]:
     """Label-free: stop at the first refine step whose box moved less than ``eps`` (1 - IoU) from the previous."""
     def rule(tr: Trajectory) -> int:

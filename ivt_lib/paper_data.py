@@ -44,11 +44,6 @@ def dataset_to_xyxy(box: Sequence[float], fmt: str) -> boxes.Box:
     raise ValueError(f"unknown dataset box format {fmt!r}; expected 'xywh' or 'xyxy'")
 
 
-def xyxy_to_dataset(box: Sequence[float], fmt: str) -> boxes.Box:
-    """ivt xyxy pixels -> a dataset's box format (``"xywh"`` or ``"xyxy"``)."""
-    return boxes.xyxy_to_xywh(box) if fmt == "xywh" else dataset_to_xyxy(box, fmt)
-
-
 # ------------------------------------------------------------------------------------------------------------------
 # Loading through datasets.load_dataset, with a clear error when the hub is unreachable
 # ------------------------------------------------------------------------------------------------------------------

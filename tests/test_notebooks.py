@@ -131,3 +131,31 @@ def test_notebook_defaults_are_the_default_tier():
         if "min_acc" in params and nb.stem in ("00_base_model", "01_naive_iteration_collapse", "03_sft", "04_grpo"):
             assert ast.literal_eval(params["min_acc"]["default"]) >= 0.3
             assert ast.literal_eval(params["min_parse_rate"]["default"]) >= 0.9
+
+
+def test_one_parameter_per_notebook_reaches_its_code(smoke_chain):
+    """A parameter the notebook ignored would leave the default's footprint (505 samples, 80 GRPO updates...): each
+    notebook's smoke-tier result must show the smoke value of one parameter that shapes it."""
+    root, errors = smoke_chain
+    smoke = load_tier("smoke")
+    res = lambda name: json.loads((root / "results_dir" / name).read_text())  # noqa: E731
+    if "00_base_model" not in errors:
+        assert res("base_model.json")["overall"]["n"] == smoke["00_base_model"]["n_samples"]
+    if "01_naive_iteration_collapse" not in errors:
+        n = res("naive_iteration.json")
+        assert len(n["per_step"]) == smoke["01_naive_iteration_collapse"]["T"] + 1
+        assert len(n["curve_per_step"]) == smoke["01_naive_iteration_collapse"]["T_curve"] + 1
+    if "02_teacher_data_synthesis" not in errors:
+        assert res("teacher_traces.json")["own_errors"]["n_samples"] == smoke["02_teacher_data_synthesis"]["n_samples"]
+    if "03_sft" not in errors:
+        assert res("sft.json")["sft"]["steps"] == smoke["03_sft"]["max_steps"]
+    if "04_grpo" not in errors:
+        log = res("grpo.json")["training_log"]
+        assert len(log) == smoke["04_grpo"]["iterations"]
+        assert all("val" in e for e in log) and smoke["04_grpo"]["val_every"] == 1
+    if "05_evaluation" not in errors:
+        ev = res("evaluation.json")
+        assert ev["fitted_rules"]["base + naive iteration"]["move_gate"]["n_val"] == smoke["05_evaluation"]["val_n"]
+        assert sum(r["n"] for r in ev["per_family"] if r["configuration"] == "base, single shot") == \
+            smoke["05_evaluation"]["n_samples"]
+    # 06 checks its own: its assert cell requires the widget to open on start_config and start_filter

@@ -16,8 +16,12 @@ from ivt_lib import boxes, paper_benchmark, paper_data
 from ivt_lib.config import NOTEBOOK_CONFIGS, load_tier
 from ivt_lib.data import features, load_split
 from ivt_lib.paper_benchmark import build_mixed_benchmark, load_by_ids, save_benchmark
-from ivt_lib.paper_data import (REFADV_ID, REFCOCOG_ID, REFL4_ID, dataset_to_xyxy, load_refadv, load_refcocog,
-                                load_refl4, xyxy_to_dataset)
+from ivt_lib.paper_data import REFADV_ID, REFCOCOG_ID, REFL4_ID, dataset_to_xyxy, load_refadv, load_refcocog, load_refl4
+
+
+def xyxy_to_dataset(box, fmt: str):
+    """The inverse of ``dataset_to_xyxy``, to write fixture boxes in a dataset's format."""
+    return boxes.xyxy_to_xywh(box) if fmt == "xywh" else dataset_to_xyxy(box, fmt)
 
 N = 12  # rows per fixture split
 SIZES = {"train": 9, "validation": 6, "test": 7}  # 3/3/3, 2/2/2, 2/2/3 per source
