@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import boxes as bx
+from . import progress
 from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_loss,  # noqa: F401 (re-exported)
                              rollout_digest, rollout_rows, score_rows, token_logps)
 from .grpo_config import CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
@@ -255,7 +256,7 @@ class MultiStepGRPO:
     def train(self, show_progress: bool = True) -> list[dict]:
         """Run the remaining iterations (resuming if a checkpoint exists); save periodically and at the end."""
         bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc="GRPO",
-                   disable=not show_progress or not self.is_main)
+                   disable=not show_progress or not self.is_main or not progress.enabled())
         if self.cfg.val_every and self.iteration == 0 and not self.val0 and self.is_main:
             self.val0 = self.validate()  # the curve's starting point: the SFT policy itself
         while self.iteration < self.cfg.iterations:

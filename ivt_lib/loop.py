@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import boxes as bx
+from . import progress
 from .parsing import answer_box
 from .prompts import PROMPT_FORMATS, step0_messages, step_messages
 from .render import draw_box, overlay_style
@@ -127,7 +128,7 @@ class HFPolicy:
                              f"(got {self.temperature})")
         out: list[Generation] = []
         starts = range(0, len(messages), self.batch_size)
-        for s in tqdm(starts, desc="generate", leave=False, disable=not self.show_progress):
+        for s in tqdm(starts, desc="generate", leave=False, disable=not (self.show_progress and progress.enabled())):
             enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
             sample = self.temperature > 0
             if seeds is not None:
@@ -223,7 +224,8 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             b = bx.sanitize(b, tr.width, tr.height) if b is not None else None
             tr.steps.append(StepRecord("<given>", b, bx.iou(b, tr.gt), b is not None, None if b else "given_none"))
     active = list(range(len(samples)))
-    for t in tqdm(range(1, T + 1), desc="refine steps", leave=False, disable=not show_progress):
+    for t in tqdm(range(1, T + 1), desc="refine steps", leave=False,
+                  disable=not (show_progress and progress.enabled())):
         msgs, imgs = [], []
         for i in active:
             prev = trajs[i].steps[-1].box

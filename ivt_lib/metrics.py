@@ -133,8 +133,9 @@ def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
     steps = per_step(trajs)
     return {
         "per_step": steps,
-        "step0": steps[0],
-        "last": steps[-1],
+        # forward passes per sample, as the selection rules report theirs (tables showed NaN for these two)
+        "step0": {**steps[0], "mean_passes": 1.0},
+        "last": {**steps[-1], "mean_passes": float(len(steps))},
         "oracle_best_step (uses GT)": select(trajs, oracle_rule, runs_all_steps=True),
         "stop_when_still": select(trajs, still_rule(still_eps)),
         "confidence": select(trajs, confidence_rule, runs_all_steps=True),

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import progress
+
 if TYPE_CHECKING:
     from .config import SFTStageConfig
 
@@ -123,7 +125,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         assistant_only_loss=True, max_length=None, use_cpu=device == "cpu", bf16=cfg.bf16, report_to="none",
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False, loss_type="nll")
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress.enabled(), loss_type="nll")
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,

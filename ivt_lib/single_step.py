@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import boxes as bx
+from . import progress
 from .prompts import step0_messages
 from .rewards import PAPER_WEIGHTS, format_reward, iou_reward
 from .sft import LLM_TARGETS
@@ -87,7 +88,7 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
         reward_weights=[cfg.reward_weights["iou"], cfg.reward_weights["format"]], logging_steps=5,
         save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
-        use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=False,
+        use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=not progress.enabled(),
         remove_unused_columns=False)
     return GRPOTrainer(model=model, args=args, reward_funcs=[iou, format_reward],
                        train_dataset=grounding_dataset(samples, resized), processing_class=processor,
