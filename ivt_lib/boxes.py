@@ -146,6 +146,12 @@ def iou_pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union))
 
 
+def is_still(prev: Sequence[float] | None, new: Sequence[float] | None, eps: float) -> bool:
+    """Stop-when-still's one test: both boxes exist and the new one moved less than ``eps`` (1 - IoU) from the previous
+    (the loop's early stop and :func:`ivt_lib.metrics.still_rule` both use it, so they cannot disagree)."""
+    return prev is not None and new is not None and 1.0 - iou(prev, new) < eps
+
+
 def is_degenerate(box: Sequence[float] | None, width: float, height: float, full_frac: float = 0.95) -> bool:
     """True for zero-area boxes and boxes covering (nearly) the whole image."""
     if box is None:

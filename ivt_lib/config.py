@@ -17,6 +17,10 @@ TIERS = ("smoke", "default", "paper", "paper_24gb")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# Upstream folders a stage reads, derived from ``runs_dir`` when left empty, so a tier names its scratch folder once
+DERIVED_FROM_RUNS_DIR = {"traces_dir": "traces", "sft_model": "sft/student/merged", "trajectories_dir": "trajectories"}
+
+
 class ConfigError(ValueError):
     """A parameter has an invalid value (the message names it)."""
 
@@ -56,6 +60,9 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        for name, sub in DERIVED_FROM_RUNS_DIR.items():
+            if getattr(self, name, None) == "":
+                setattr(self, name, f"{self.runs_dir.rstrip('/')}/{sub}")
         _check(0.0 <= self.min_acc <= 1.0, "min_acc", self.min_acc, "must be in [0, 1]")
         _check(0.0 <= self.min_parse_rate <= 1.0, "min_parse_rate", self.min_parse_rate, "must be in [0, 1]")
         _check(isinstance(self.max_image_pixels, int) and (self.max_image_pixels == 0 or self.max_image_pixels >= 1024),
@@ -203,7 +210,7 @@ class TeacherSynthConfig(GenerationStageConfig):
     replay_step0: bool = True
     recipe_ours: bool = True
     reasoning: bool = False  # box-only traces: with reasoning text the 5 M model wrote garbled reasoning after SFT
-    traces_dir: str = "runs/default/traces"
+    traces_dir: str = ""  # "" = <runs_dir>/traces
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -227,7 +234,7 @@ class SFTStageConfig(GenerationStageConfig):
     max_new_tokens: int = 32
     min_acc: float = 0.30
     min_parse_rate: float = 0.90
-    traces_dir: str = "runs/default/traces"
+    traces_dir: str = ""  # "" = <runs_dir>/traces
     T: int = 2
     still_eps: float = 0.05
     lora_r: int = 64
@@ -254,15 +261,6 @@ class SFTStageConfig(GenerationStageConfig):
         _check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be an int >= 1")
         _check(self.save_steps >= 1, "save_steps", self.save_steps, "must be >= 1")
 
-    def sft_run_config(self):
-        """The :class:`ivt_lib.sft.SFTRunConfig` of this stage (shared by notebook 03 and ``scripts/sft_accelerate.py``)."""
-        from .sft import SFTRunConfig
-
-        return SFTRunConfig(lora_r=self.lora_r, lora_alpha=self.lora_alpha, learning_rate=self.learning_rate,
-                            epochs=self.epochs, max_steps=self.max_steps, batch_size=self.train_batch_size,
-                            grad_accum=self.grad_accum, save_steps=self.save_steps, seed=self.seed,
-                            quantize_4bit=self.quantize_4bit, bf16=self.dtype == "bfloat16")
-
 
 @dataclass
 class GRPOStageConfig(GenerationStageConfig):
@@ -271,7 +269,7 @@ class GRPOStageConfig(GenerationStageConfig):
     max_new_tokens: int = 32
     min_acc: float = 0.30
     min_parse_rate: float = 0.90
-    sft_model: str = "runs/default/sft/student/merged"
+    sft_model: str = ""  # "" = <runs_dir>/sft/student/merged, notebook 03's merged model
     train_n: int = 0
     T: int = 2
     iterations: int = 80
@@ -322,28 +320,13 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         _check(self.single_step_steps >= 1, "single_step_steps", self.single_step_steps, "must be >= 1")
 
-    def grpo_run_config(self, credit: str | None = None):
-        """The :class:`ivt_lib.grpo.GRPORunConfig` of this stage (shared by notebook 04 and
-        ``scripts/grpo_accelerate.py``); ``credit`` overrides the stage's (the ablation run)."""
-        from .grpo import GRPORunConfig
-
-        return GRPORunConfig(iterations=self.iterations, prompts_per_iter=self.prompts_per_iter,
-                             group_size=self.group_size, T=self.T, temperature=self.temperature, top_p=self.top_p,
-                             credit=credit or self.credit, val_every=self.val_every,
-                             max_new_tokens=self.max_new_tokens, learning_rate=self.learning_rate, beta=self.beta,
-                             epsilon=self.epsilon, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-                             micro_batch=self.micro_batch, quantize_4bit=self.quantize_4bit,
-                             gen_batch_size=self.batch_size, save_every=self.save_every, seed=self.seed,
-                             coord_format=self.coord_format, rollout_backend=self.generation_backend,
-                             vllm_kwargs={"gpu_memory_utilization": self.vllm_gpu_memory})
-
 
 @dataclass
 class EvaluationConfig(GenerationStageConfig):
     """Notebook 05: every configuration side by side, deployable vs oracle, figures, the paper's numbers beside ours."""
 
     ablation_model: str = "data/base_model_refine_mix"
-    trajectories_dir: str = "runs/default/trajectories"
+    trajectories_dir: str = ""  # "" = <runs_dir>/trajectories
     still_eps: float = 0.05
     hard_threshold: float = 0.5
     fit_rules: bool = True           # fit the label-free rules on validation and run the equal-compute baselines
@@ -366,7 +349,7 @@ class EvaluationConfig(GenerationStageConfig):
 class ExploreConfig(StageConfig):
     """Notebook 06: the refinement explorer widget."""
 
-    trajectories_dir: str = "runs/default/trajectories"
+    trajectories_dir: str = ""  # "" = <runs_dir>/trajectories
     start_config: str = "base + naive iteration"
     start_filter: str = "worst degradations"
 
@@ -400,34 +383,6 @@ def tier_config(tier: str, notebook: str, overrides: Mapping[str, Any] | None = 
     unknown = set(overrides) - {f.name for f in fields(cls)}
     _check(not unknown, "overrides", sorted(unknown), f"not parameters of {notebook}")
     return cls.from_params({**load_tier(tier)[notebook], **overrides})
-
-
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` (values parsed as YAML: numbers, booleans, strings) -> dict."""
-    import yaml
-
-    out = {}
-    for pair in pairs or []:
-        _check("=" in pair, "--set", pair, "must look like key=value")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
-def add_tier_arguments(parser, notebook: str, what: str) -> None:
-    """``--tier`` / ``--set`` on a script's parser: run a stage with notebook ``notebook``'s settings of a tier."""
-    parser.add_argument("--tier", default=None, help=f"take every setting from notebook {notebook} of params/TIER.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"with --tier: override a notebook-{notebook} parameter (repeatable)")
-    parser.add_argument("--model", help=f"model folder or hub id ({what}); not with --tier")
-
-
-def check_tier_arguments(parser, args) -> None:
-    """Either ``--tier`` or both ``--model`` and ``--out`` (a parser error otherwise)."""
-    if args.tier is None and (args.model is None or args.out is None):
-        parser.error("give --tier, or --model and --out")
-    if args.tier is not None and (args.model or args.out):
-        parser.error("--tier takes the model and output folder from the tier file (use --set to override)")
 
 
 def model_source(value: str) -> str:

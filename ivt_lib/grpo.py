@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -44,182 +44,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import boxes as bx
+from . import progress
+from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_loss,  # noqa: F401 (re-exported)
+                             rollout_digest, rollout_rows, score_rows, token_logps)
+from .grpo_config import CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
 from .io import atomic_dir, recover_dir
 from .loop import HFPolicy, Trajectory, run_loop, vision_token_ids
-from .rewards import PAPER_WEIGHTS, combined
+from .process_group import ProcessGroup
 from .sampling import derive_seed
 from .sft import LLM_TARGETS
 
 log = logging.getLogger(__name__)
-
-
-CREDITS = ("trajectory", "refine")
-
-
-@dataclass
-class GRPORunConfig:
-    """Hyper-parameters of multi-step GRPO (paper: G=6, beta=0.04, final-step IoU + 0.1 format)."""
-
-    iterations: int = 60
-    prompts_per_iter: int = 4
-    group_size: int = 6
-    T: int = 2
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 96
-    learning_rate: float = 5e-4
-    beta: float = 0.04
-    epsilon: float = 0.2
-    loss_type: str = "bnpo"             # token mean over the batch ("grpo": per-row mean, then mean)
-    micro_batch: int = 24               # rows per scoring forward (gradient accumulation inside an iteration)
-    quantize_4bit: bool = False         # QLoRA: 4-bit NF4 base weights (GPU, bitsandbytes)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    reward_weights: dict = field(default_factory=lambda: dict(PAPER_WEIGHTS))
-    save_every: int = 10
-    seed: int = 0
-    coord_format: str = "qwen3"
-    gen_batch_size: int = 48
-    rollout_backend: str = "hf"         # "hf" (model.generate) | "vllm" (colocated vllm.LLM, GPU)
-    vllm_kwargs: dict = field(default_factory=dict)  # passed to vllm.LLM, e.g. {"gpu_memory_utilization": 0.3}
-    # "trajectory": the paper's recipe, every member samples its own whole trajectory and every step's tokens get the
-    # final reward's advantage. "refine" (ours, labelled): one sampled step-0 answer shared by the group, G refine
-    # continuations from it, no loss on step-0 tokens, so the advantage measures refinement, not step-0 luck.
-    credit: str = "trajectory"
-    val_every: int = 0                  # greedy T-step evaluation on the validation subset every K updates (0 = off)
-
-    def __post_init__(self):
-        if self.group_size < 2:
-            raise ValueError(f"group_size={self.group_size}: GRPO needs at least 2 trajectories per prompt")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature}: rollouts must sample (temperature > 0)")
-        if self.loss_type not in ("bnpo", "grpo"):
-            raise ValueError(f"loss_type={self.loss_type!r}: expected bnpo or grpo")
-        if self.iterations < 1 or self.prompts_per_iter < 1 or self.T < 0:
-            raise ValueError("iterations and prompts_per_iter must be >= 1 and T >= 0")
-        if self.rollout_backend not in ("hf", "vllm"):
-            raise ValueError(f"rollout_backend={self.rollout_backend!r}: expected 'hf' or 'vllm'")
-        if self.rollout_backend == "vllm" and self.quantize_4bit:
-            raise ValueError("quantize_4bit: 4-bit weights cannot be pushed into a vLLM engine (use rollout_backend='hf')")
-        if self.micro_batch < 1 or self.gen_batch_size < 1:
-            raise ValueError("micro_batch and gen_batch_size must be >= 1")
-        if self.credit not in CREDITS:
-            raise ValueError(f"credit={self.credit!r}: expected one of {CREDITS}")
-        if self.credit == "refine" and self.T < 1:
-            raise ValueError("credit='refine' trains the refine steps: it needs T >= 1")
-        if self.val_every < 0:
-            raise ValueError(f"val_every={self.val_every}: must be >= 0")
-
-
-def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """``(r - mean_g) / (std_g + 1e-4)`` per group of consecutive ``group_size`` rewards (trl's ``scale_rewards="group"``,
-    unbiased std as trl's ``nanstd``). A group of equal rewards gets zero advantage."""
-    g = rewards.view(-1, group_size)
-    mean = g.mean(1, keepdim=True)
-    std = g.std(1, keepdim=True, unbiased=True) if group_size > 1 else torch.zeros_like(mean)
-    return ((g - mean) / (std + 1e-4)).view(-1)
-
-
-def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor | None,
-              advantages: torch.Tensor, mask: torch.Tensor, beta: float = 0.04, eps_low: float = 0.2,
-              eps_high: float = 0.2, loss_type: str = "bnpo") -> tuple[torch.Tensor, dict]:
-    """trl's clipped GRPO objective on ``(rows, tokens)`` tensors; returns the loss and its statistics."""
-    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
-    coef_1 = torch.exp(logps - old_logps)
-    coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
-    per_token = -torch.min(coef_1 * adv, coef_2 * adv)
-    kl = None
-    if beta != 0.0 and ref_logps is not None:
-        kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1  # k3 estimator, as trl
-        per_token = per_token + beta * kl
-    mask = mask.to(per_token.dtype)
-    if loss_type == "grpo":
-        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-    elif loss_type == "bnpo":
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
-    else:
-        raise ValueError(f"unknown loss_type {loss_type!r}")
-    n = mask.sum().clamp(min=1.0)
-    clipped = ((coef_1 < 1 - eps_low) & (adv < 0)) | ((coef_1 > 1 + eps_high) & (adv > 0))
-    stats = {"kl": float(((kl * mask).sum() / n).detach()) if kl is not None else 0.0,
-             "clip_frac": float(((clipped.to(mask.dtype) * mask).sum() / n).detach())}
-    return loss, stats
-
-
-def encode_rows(processor, rows: Sequence[dict], device) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Model inputs for scoring each row's recorded completion given *its* messages and image: left-padded prompt,
-    right-padded completion, as trl. Returns ``(inputs, completion_ids, completion_mask)``."""
-    texts = [processor.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True) for r in rows]
-    tok = processor.tokenizer
-    old, tok.padding_side = tok.padding_side, "left"
-    try:
-        enc = processor(text=texts, images=[r["image"] for r in rows], padding=True, return_tensors="pt")
-    finally:
-        tok.padding_side = old
-    enc = enc.to(device)
-    C = max(len(r["token_ids"]) for r in rows)
-    comp = torch.full((len(rows), C), tok.pad_token_id, dtype=torch.long, device=device)
-    cmask = torch.zeros((len(rows), C), dtype=torch.long, device=device)
-    for i, r in enumerate(rows):
-        comp[i, :len(r["token_ids"])] = torch.tensor(r["token_ids"], dtype=torch.long)
-        cmask[i, :len(r["token_ids"])] = 1
-    inputs = {"input_ids": torch.cat([enc["input_ids"], comp], 1),
-              "attention_mask": torch.cat([enc["attention_mask"], cmask], 1),
-              "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
-    if "mm_token_type_ids" in enc:
-        inputs["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1)
-    return inputs, comp, cmask
-
-
-def token_logps(model, inputs: dict, comp: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of the completion tokens (logits divided by the sampling temperature, as trl)."""
-    C = comp.shape[1]
-    logits = model(**inputs, logits_to_keep=C + 1).logits[:, :-1, :].float() / temperature
-    return torch.log_softmax(logits, -1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
-
-
-def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logps, mask)`` of shape ``(rows, max_completion_len)`` for each row's recorded completion."""
-    inputs, comp, cmask = encode_rows(processor, rows, model.device)
-    return token_logps(model, inputs, comp, temperature), cmask
-
-
-def rollout_rows(trajs: Sequence[Trajectory], advantages: torch.Tensor, banned_ids: Sequence[int] = ()) -> list[dict]:
-    """Every generated step of every trajectory as a scoring row carrying its trajectory's advantage. A completion
-    containing a ``banned_ids`` token (a vision placeholder, which the scoring processor would count as an image
-    token) is left out: HFPolicy never generates one, but another backend might."""
-    banned = set(banned_ids)
-    rows = []
-    for tr, a in zip(trajs, advantages.tolist()):
-        for r in tr.rollout:
-            if r["token_ids"] and not banned.intersection(r["token_ids"]):
-                rows.append({**r, "advantage": a})
-    return rows
-
-
-def rollout_digest(tokens: Sequence[tuple[str, list]]) -> str:
-    """Short sha256 of ``(sample_id, per-step token ids)`` pairs, order-free across prompts (stable within a group)."""
-    import hashlib
-
-    ordered = sorted(enumerate(tokens), key=lambda it: (it[1][0], it[0]))
-    return hashlib.sha256(json.dumps([t for _, t in ordered]).encode()).hexdigest()[:16]
-
-
-def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str = "qwen3") -> torch.Tensor:
-    """The paper's reward on the final step only (no per-step shaping), through the reward registry."""
-    return torch.tensor(combined([tr.steps[-1].text for tr in trajs], weights, bbox=[tr.gt for tr in trajs],
-                                 width=[tr.width for tr in trajs], height=[tr.height for tr in trajs],
-                                 coord_format=coord_format), dtype=torch.float32)
-
-
-# Settings that change only memory, speed or bookkeeping, not the run's result (rollouts are batch-invariant): a
-# checkpoint may be resumed with other values, e.g. written by scripts/grpo_accelerate.py and finished by notebook 04.
-_RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "gen_batch_size", "vllm_kwargs", "val_every")
-
-
-def _resume_relevant(cfg: GRPORunConfig) -> dict:
-    """The settings a checkpoint must share with the run that resumes it."""
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
 
 
 class MultiStepGRPO:
@@ -240,7 +76,8 @@ class MultiStepGRPO:
             raise ValueError(f"val_every={cfg.val_every} needs validation samples (val_samples is empty)")
         self.model_path = str(model_path)
         state = PartialState(cpu=device == "cpu")  # under `accelerate launch`: joins the process group (gloo on CPU)
-        self.rank, self.world, self.is_main = state.process_index, state.num_processes, state.is_main_process
+        self.pg = ProcessGroup(state.process_index, state.num_processes)
+        self.rank, self.world, self.is_main = self.pg.rank, self.pg.world, self.pg.is_main
         per_iter = min(cfg.prompts_per_iter, len(self.samples))
         if per_iter < self.world:
             raise ValueError(f"{per_iter} prompts per iteration (prompts_per_iter={cfg.prompts_per_iter}, "
@@ -255,9 +92,7 @@ class MultiStepGRPO:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.learning_rate)
         self.iteration, self.logs, self.val0 = 0, [], {}
         self._maybe_resume()
-        if self.world > 1:  # start from identical adapters everywhere, as DDP does
-            for p in self.params:
-                torch.distributed.broadcast(p.data, src=0)
+        self.pg.broadcast(self.params)  # start from identical adapters everywhere, as DDP does
         self._vllm, self._vllm_synced_at = None, 0
         self.banned_ids = vision_token_ids(self.processor)  # completions with these are never scored
 
@@ -273,13 +108,9 @@ class MultiStepGRPO:
             with atomic_dir(self.ckpt) as tmp:
                 self.model.save_pretrained(tmp)
                 torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration, "val0": self.val0,
-                            "config": _resume_relevant(self.cfg)}, tmp / "state.pt")
+                            "config": resume_relevant(self.cfg)}, tmp / "state.pt")
                 (tmp / "logs.json").write_text(json.dumps(self.logs))
-        self._barrier()
-
-    def _barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
+        self.pg.barrier()
 
     def _maybe_resume(self) -> None:
         if not (recover_dir(self.ckpt) / "state.pt").exists():
@@ -289,11 +120,13 @@ class MultiStepGRPO:
 
         set_peft_model_state_dict(self.model, load_file(self.ckpt / "adapter_model.safetensors"))
         st = torch.load(self.ckpt / "state.pt", weights_only=False)
-        saved, now = st.get("config"), _resume_relevant(self.cfg)
+        saved, now = st.get("config"), resume_relevant(self.cfg)
+        if saved is not None:
+            saved = {OLD_NAMES.get(k, k): v for k, v in saved.items()}
         if saved is not None and saved != now:
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             raise ValueError(f"{self.ckpt} was written with other settings {diff} (saved, now): delete that folder "
-                             f"or use another out_dir; only {', '.join(_RESUMABLE_CHANGES)} may change on resume")
+                             f"or use another out_dir; only {', '.join(RESUMABLE_CHANGES)} may change on resume")
         self.opt.load_state_dict(st["opt"])
         self.iteration, self.logs = st["iteration"], json.loads((self.ckpt / "logs.json").read_text())
         self.val0 = st.get("val0") or {}
@@ -312,8 +145,8 @@ class MultiStepGRPO:
     def rollout_policy(self):
         """The generation backend: HF ``generate`` on the current adapter, or the colocated vLLM engine kept in sync."""
         c = self.cfg
-        if c.rollout_backend == "hf":
-            return HFPolicy(self.model, self.processor, c.max_new_tokens, c.gen_batch_size, c.temperature, c.top_p)
+        if c.generation_backend == "hf":
+            return HFPolicy(self.model, self.processor, c.max_new_tokens, c.batch_size, c.temperature, c.top_p)
         if self._vllm is None:
             from .vllm_policy import VLLMPolicy
 
@@ -348,11 +181,18 @@ class MultiStepGRPO:
                 tr.steps[0] = s.steps[0]  # keep the shared step 0's text, parse flag and log-prob
             return trajs
 
+    def frames(self, trajs: Sequence[Trajectory]) -> list | None:
+        """For qwen25, each trajectory's processor-resized image size (its answers' pixel frame); else None."""
+        if self.cfg.coord_format != "qwen25":
+            return None
+        rp = bx.resize_params(self.processor)
+        return [bx.qwen25_resized_size(tr.width, tr.height, **rp) for tr in trajs]
+
     def validate(self) -> dict:
         """Greedy T-step evaluation on the validation subset: last-step Acc@0.5, degradation, improve/degrade/stay."""
         from .metrics import stability, step_metrics
 
-        pol = HFPolicy(self.model, self.processor, self.cfg.max_new_tokens, self.cfg.gen_batch_size)
+        pol = HFPolicy(self.model, self.processor, self.cfg.max_new_tokens, self.cfg.batch_size)
         self.model.eval()
         with torch.no_grad():
             trajs = run_loop(pol, self.val_samples, self.cfg.T, self.cfg.coord_format, show_progress=False)
@@ -360,45 +200,15 @@ class MultiStepGRPO:
         return {"step0_acc@0.5": step_metrics(trajs, 0)["acc@0.5"],
                 "last_acc@0.5": step_metrics(trajs, self.cfg.T)["acc@0.5"], **st}
 
-    def _all_sum(self, *values: float) -> list[float]:
-        """Sum scalars over processes (identity with one process)."""
-        if self.world == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self.model.device)
-        torch.distributed.all_reduce(t)
-        return t.tolist()
-
-    def _all_gather(self, obj) -> list:
-        """Every process's ``obj``, in rank order."""
-        if self.world == 1:
-            return [obj]
-        out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def _sum_gradients(self) -> None:
-        """One ``all_reduce`` of the flattened LoRA gradients: each process's loss is already scaled by the global
-        token count, so the sum is the gradient of the whole batch's loss."""
-        if self.world == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
-        off = 0
-        for p in self.params:
-            n = p.numel()
-            p.grad = flat[off:off + n].view_as(p).clone()
-            off += n
-
     def step(self) -> dict:
         """One GRPO iteration: rollout, rewards, advantages, one clipped policy-gradient update."""
         c = self.cfg
         torch.manual_seed(c.seed * 100003 + self.iteration)  # anything else random is reproducible per iteration
         trajs = self.rollout(self.local_prompts(self.iteration))
-        rewards = final_rewards(trajs, c.reward_weights, c.coord_format)
+        rewards = final_rewards(trajs, c.reward_weights, c.coord_format, self.frames(trajs))
         adv = group_advantages(rewards, c.group_size)
         rows = rollout_rows(trajs, adv, self.banned_ids)
-        n_tok, n_rows = (int(v) for v in self._all_sum(sum(len(r["token_ids"]) for r in rows), len(rows)))
+        n_tok, n_rows = (int(v) for v in self.pg.all_sum(sum(len(r["token_ids"]) for r in rows), len(rows), device=self.model.device))
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         loss_sum, kl_sum, clip_sum = 0.0, 0.0, 0.0
@@ -420,12 +230,12 @@ class MultiStepGRPO:
             kl_sum += st["kl"] * mb_tok
             clip_sum += st["clip_frac"] * mb_tok
         if n_rows > 0:  # no scorable row anywhere (every completion banned/empty): no update, on every process
-            self._sum_gradients()
+            self.pg.sum_gradients(self.params)
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             self.opt.step()
         self.iteration += 1
-        loss_sum, kl_sum, clip_sum = self._all_sum(loss_sum, kl_sum, clip_sum)
-        parts = self._all_gather({"rewards": rewards.tolist(), "ious": [tr.ious for tr in trajs],
+        loss_sum, kl_sum, clip_sum = self.pg.all_sum(loss_sum, kl_sum, clip_sum, device=self.model.device)
+        parts = self.pg.all_gather({"rewards": rewards.tolist(), "ious": [tr.ious for tr in trajs],
                                   "parse": [tr.steps[-1].parse_ok for tr in trajs],
                                   "tokens": [(tr.sample_id, [r["token_ids"] for r in tr.rollout]) for tr in trajs]})
         all_rewards = torch.tensor([r for p in parts for r in p["rewards"]])
@@ -446,7 +256,7 @@ class MultiStepGRPO:
     def train(self, show_progress: bool = True) -> list[dict]:
         """Run the remaining iterations (resuming if a checkpoint exists); save periodically and at the end."""
         bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc="GRPO",
-                   disable=not show_progress or not self.is_main)
+                   disable=not show_progress or not self.is_main or not progress.enabled())
         if self.cfg.val_every and self.iteration == 0 and not self.val0 and self.is_main:
             self.val0 = self.validate()  # the curve's starting point: the SFT policy itself
         while self.iteration < self.cfg.iterations:
@@ -464,5 +274,5 @@ class MultiStepGRPO:
 
         if self.is_main:
             save_merged(self.model, self.processor, path, {"grpo_config.json": json.dumps(asdict(self.cfg), indent=1)})
-        self._barrier()
+        self.pg.barrier()
         return str(path)

@@ -16,7 +16,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import boxes as bx
-from .parsing import parse_box
+from . import progress
+from .parsing import answer_box
 from .prompts import PROMPT_FORMATS, step0_messages, step_messages
 from .render import draw_box, overlay_style
 from .sampling import SeededSampler, derive_seed
@@ -127,7 +128,7 @@ class HFPolicy:
                              f"(got {self.temperature})")
         out: list[Generation] = []
         starts = range(0, len(messages), self.batch_size)
-        for s in tqdm(starts, desc="generate", leave=False, disable=not self.show_progress):
+        for s in tqdm(starts, desc="generate", leave=False, disable=not (self.show_progress and progress.enabled())):
             enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
             sample = self.temperature > 0
             if seeds is not None:
@@ -165,13 +166,9 @@ class HFPolicy:
 
 def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str,
                  resized: tuple[int, int] | None = None) -> StepRecord:
-    parsed = parse_box(gen.text)
-    if not parsed.ok:
-        return StepRecord(gen.text, None, 0.0, False, parsed.reason, gen.mean_logprob, min_logprob=gen.min_logprob)
-    box = bx.sanitize(bx.from_model_frame(parsed.box, w, h, coord_format, resized), w, h)
-    if box is None:
-        return StepRecord(gen.text, None, 0.0, False, "invalid_box", gen.mean_logprob, min_logprob=gen.min_logprob)
-    return StepRecord(gen.text, box, bx.iou(box, gt), True, None, gen.mean_logprob, min_logprob=gen.min_logprob)
+    box, reason = answer_box(gen.text, w, h, coord_format, resized)
+    return StepRecord(gen.text, box, bx.iou(box, gt), box is not None, reason, gen.mean_logprob,
+                      min_logprob=gen.min_logprob)
 
 
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
@@ -227,7 +224,8 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             b = bx.sanitize(b, tr.width, tr.height) if b is not None else None
             tr.steps.append(StepRecord("<given>", b, bx.iou(b, tr.gt), b is not None, None if b else "given_none"))
     active = list(range(len(samples)))
-    for t in tqdm(range(1, T + 1), desc="refine steps", leave=False, disable=not show_progress):
+    for t in tqdm(range(1, T + 1), desc="refine steps", leave=False,
+                  disable=not (show_progress and progress.enabled())):
         msgs, imgs = [], []
         for i in active:
             prev = trajs[i].steps[-1].box
@@ -242,9 +240,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             trajs[i].steps.append(rec)
             if record_inputs:
                 trajs[i].rollout.append({"step": t, "messages": m, "image": im, "token_ids": g.token_ids})
-            still = (stop_when_still is not None and rec.box is not None and prev is not None
-                     and 1.0 - bx.iou(prev, rec.box) < stop_when_still)
-            if not still:
+            if stop_when_still is None or not bx.is_still(prev, rec.box, stop_when_still):
                 next_active.append(i)
         for tr in trajs:
             if len(tr.steps) < t + 1:  # frozen by the stopping rule: carry its box forward, marked stopped

@@ -18,8 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .boxes import iou as box_iou
-from .boxes import is_degenerate
+from .boxes import is_degenerate, is_still
 from .loop import Trajectory
 
 THRESHOLDS = (0.5, 0.7, 0.9)
@@ -80,17 +79,11 @@ def oracle_rule(tr: Trajectory) -> int:
     return int(np.argmax(tr.ious))
 
 
-def last_rule(tr: Trajectory) -> int:
-    """The last step."""
-    return len(tr.steps) - 1
-
-
 def still_rule(eps: float = 0.05) -> Callable[[Trajectory], int]:
     """Label-free: stop at the first refine step whose box moved less than ``eps`` (1 - IoU) from the previous."""
     def rule(tr: Trajectory) -> int:
         for t in range(1, len(tr.steps)):
-            a, b = tr.steps[t - 1].box, tr.steps[t].box
-            if a is not None and b is not None and 1.0 - box_iou(a, b) < eps:
+            if is_still(tr.steps[t - 1].box, tr.steps[t].box, eps):
                 return t
         return len(tr.steps) - 1
     return rule
@@ -140,8 +133,9 @@ def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
     steps = per_step(trajs)
     return {
         "per_step": steps,
-        "step0": steps[0],
-        "last": steps[-1],
+        # forward passes per sample, as the selection rules report theirs (tables showed NaN for these two)
+        "step0": {**steps[0], "mean_passes": 1.0},
+        "last": {**steps[-1], "mean_passes": float(len(steps))},
         "oracle_best_step (uses GT)": select(trajs, oracle_rule, runs_all_steps=True),
         "stop_when_still": select(trajs, still_rule(still_eps)),
         "confidence": select(trajs, confidence_rule, runs_all_steps=True),

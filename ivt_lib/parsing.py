@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Sequence
+
+from . import boxes as bx
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)"
 _JSON_BOX = re.compile(
@@ -62,3 +65,17 @@ def parse_box(text: object) -> ParsedBox:
 def format_box(box: tuple[int, int, int, int] | list[int]) -> str:
     """The canonical answer string, exactly as Qwen3-VL writes it: ``{"bbox_2d": [x1, y1, x2, y2]}``."""
     return '{"bbox_2d": [' + ", ".join(str(int(v)) for v in box) + "]}"
+
+
+def answer_box(text: object, width: int, height: int, coord_format: str = "qwen3",
+               resized: Sequence[int] | None = None) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """A model answer as a pixel box of the original image: parse, leave the model's frame (``resized``: the
+    processor-resized size, for qwen25), then the one sanitising rule of :func:`ivt_lib.boxes.sanitize`. Returns
+    ``(box, None)``, or ``(None, reason)`` for a parse failure or an unusable box (scored as IoU 0). The loop and the
+    rewards both call this, so a trajectory's IoU and its GRPO reward come from the same box."""
+    parsed = parse_box(text)
+    if not parsed.ok:
+        return None, parsed.reason
+    box = bx.sanitize(bx.from_model_frame(parsed.box, width, height, coord_format,
+                                          tuple(resized) if resized is not None else None), width, height)
+    return (box, None) if box is not None else (None, "invalid_box")

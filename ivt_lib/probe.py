@@ -191,11 +191,6 @@ def worst(trajs: Sequence[Trajectory], k: int = 8) -> list[int]:
     return [int(i) for i in np.argsort(d, kind="stable")[:k]]
 
 
-def truncate(trajs: Sequence[Trajectory], T: int) -> list[Trajectory]:
-    """The first ``T`` refine steps of each trajectory (the loop is sequential, so this equals running with T)."""
-    return [Trajectory(t.sample_id, t.family, t.gt, t.width, t.height, t.steps[:T + 1]) for t in trajs]
-
-
 def single_shot(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dict:
     """Step-0 metrics overall and per family, with the selection anatomy (notebook 00, for each base)."""
     from .metrics import by_family, step_metrics

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import progress
 from .config import NOTEBOOK_CONFIGS, ROOT, TIERS, ConfigError, load_tier
 from .io import atomic_write_json
 
@@ -72,6 +73,8 @@ def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
 def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
     """Execute the notebooks of a tier in order; return ``{notebook: seconds}`` (0 for skipped ones)."""
     import papermill as pm
+
+    progress.quiet()  # the kernels inherit it: an executed notebook keeps results, not frozen progress bars
 
     plan = validate(tier, only)
     allp = load_tier(tier)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from . import boxes as bx
-from .parsing import parse_box
+from .parsing import answer_box, parse_box
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
@@ -37,23 +37,23 @@ def _text(c) -> str:
 
 @register("iou")
 def iou_reward(completions: Sequence, bbox: Sequence, width: Sequence, height: Sequence, coord_format: str = "qwen3",
-               **_) -> list[float]:
+               resized: Sequence | None = None, **_) -> list[float]:
     """IoU of the parsed box with the ground truth; 0 for a parse failure.
 
     Args:
         completions: model outputs (strings or trl conversational completions).
         bbox: ground-truth xyxy pixel boxes; width, height: image sizes.
+        resized: per sample, the processor-resized ``(width, height)`` that ``qwen25`` pixels refer to.
 
     >>> iou_reward(['{"bbox_2d": [0, 0, 500, 500]}', "no box"], bbox=[[0, 0, 64, 64]] * 2, width=[128] * 2,
     ...            height=[128] * 2)
     [1.0, 0.0]
     """
-    out = []
-    for c, g, w, h in zip(completions, bbox, width, height):
-        p = parse_box(_text(c))
-        box = bx.sanitize(bx.from_model_frame(p.box, w, h, coord_format), w, h) if p.ok else None
-        out.append(bx.iou(box, g))
-    return out
+    if coord_format == "qwen25" and resized is None:
+        raise ValueError("iou_reward: qwen25 answers are pixels of the resized image; pass resized=[(w, h), ...]")
+    frames = resized if resized is not None else [None] * len(completions)
+    return [bx.iou(answer_box(_text(c), w, h, coord_format, fr)[0], g)
+            for c, g, w, h, fr in zip(completions, bbox, width, height, frames)]
 
 
 @register("format")

@@ -10,8 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import progress
+
+if TYPE_CHECKING:
+    from .config import SFTStageConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +29,14 @@ LLM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_pr
 class SFTRunConfig:
     """Hyper-parameters of the SFT stage."""
 
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = 64
+    lora_alpha: int = 128
     lora_dropout: float = 0.0
     target_modules: str = LLM_TARGETS
-    learning_rate: float = 1e-3
-    epochs: float = 3.0
+    learning_rate: float = 5e-4
+    epochs: float = 2.0
     max_steps: int = -1
-    batch_size: int = 16
+    train_batch_size: int = 16
     grad_accum: int = 1
     warmup_ratio: float = 0.05
     save_steps: int = 50
@@ -39,9 +45,16 @@ class SFTRunConfig:
     quantize_4bit: bool = False
     bf16: bool = False
 
+    @classmethod
+    def from_stage(cls, stage: "SFTStageConfig") -> "SFTRunConfig":
+        """The run config of notebook 03's (or ``scripts/sft_accelerate.py``'s) stage config: same-named fields copied,
+        bf16 from the stage's dtype."""
+        names = {f.name for f in fields(cls)} & set(stage.to_dict())
+        return cls(**{n: getattr(stage, n) for n in names}, bf16=stage.dtype == "bfloat16")
+
     def __post_init__(self):
-        if self.lora_r <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
-            raise ValueError("lora_r, batch_size and learning_rate must be positive")
+        if self.lora_r <= 0 or self.train_batch_size <= 0 or self.learning_rate <= 0:
+            raise ValueError("lora_r, train_batch_size and learning_rate must be positive")
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:
@@ -59,13 +72,13 @@ def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: 
     import os
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "batch_size", "grad_accum")}
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "train_batch_size", "grad_accum")}
     msgs = train_dataset["messages"][:]  # a list (datasets 5 returns a lazy Column, whose str() is a preview)
     h = hashlib.sha256(json.dumps(msgs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     local = Path(model_path)
     model = str(local.resolve()) if local.exists() else str(model_path)  # relative or absolute: the same folder
     return {"model": model, "rows": len(train_dataset), "messages_sha256": h,
-            "step_batch": cfg.batch_size * cfg.grad_accum * world, **d}
+            "step_batch": cfg.train_batch_size * cfg.grad_accum * world, **d}
 
 
 def check_resume(manifest_path: Path, manifest: dict) -> None:
@@ -107,12 +120,12 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     model, processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
     model.train()
     args = SFTConfig(
-        output_dir=str(ckpts), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        output_dir=str(ckpts), per_device_train_batch_size=cfg.train_batch_size, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         assistant_only_loss=True, max_length=None, use_cpu=device == "cpu", bf16=cfg.bf16, report_to="none",
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False, loss_type="nll")
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress.enabled(), loss_type="nll")
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,

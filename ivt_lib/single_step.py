@@ -6,14 +6,20 @@ placeholder plus an ``image`` column, rewards receiving the dataset columns (``b
 """
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from . import boxes as bx
+from . import progress
 from .prompts import step0_messages
-from .rewards import format_reward, iou_reward
+from .rewards import PAPER_WEIGHTS, format_reward, iou_reward
 from .sft import LLM_TARGETS
+
+if TYPE_CHECKING:
+    from .config import GRPOStageConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +39,38 @@ class SingleStepConfig:
     lora_alpha: int = 32
     save_steps: int = 20
     seed: int = 0
+    reward_weights: dict = field(default_factory=lambda: dict(PAPER_WEIGHTS))  # the multi-step run's, by default
+    coord_format: str = "qwen3"
+
+    @classmethod
+    def from_stage(cls, stage: "GRPOStageConfig") -> "SingleStepConfig":
+        """The ablation's settings from notebook 04's stage config: the multi-step run's group, sampling, optimiser,
+        adapter and generation budget (``max_new_tokens``), so the two GRPO rows differ only in iterating."""
+        return cls(max_steps=stage.single_step_steps, prompts_per_step=stage.prompts_per_iter,
+                   group_size=stage.group_size, temperature=stage.temperature,
+                   max_completion_length=stage.max_new_tokens, learning_rate=stage.learning_rate, beta=stage.beta,
+                   lora_r=stage.lora_r, lora_alpha=stage.lora_alpha, seed=stage.seed, coord_format=stage.coord_format)
+
+    def __post_init__(self):
+        if set(self.reward_weights) != {"iou", "format"}:
+            raise ValueError(f"reward_weights={self.reward_weights}: expected the keys 'iou' and 'format'")
 
 
-def grounding_dataset(samples: Sequence[dict]):
-    """trl's VLM GRPO format: conversational ``prompt`` + ``image`` + the reward columns."""
+def grounding_dataset(samples: Sequence[dict], resized: Sequence | None = None):
+    """trl's VLM GRPO format: conversational ``prompt`` + ``image`` + the reward columns (``resized``: per sample the
+    processor-resized size that qwen25 answers refer to, a column the IoU reward reads)."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": step0_messages(s["expression"]), "image": s["image"],
-                               "bbox": [float(v) for v in s["bbox"]], "width": int(s["width"]),
-                               "height": int(s["height"])} for s in samples])
+    rows = [{"prompt": step0_messages(s["expression"]), "image": s["image"], "bbox": [float(v) for v in s["bbox"]],
+             "width": int(s["width"]), "height": int(s["height"])} for s in samples]
+    if resized is not None:
+        rows = [{**r, "resized": [int(v) for v in fr]} for r, fr in zip(rows, resized)]
+    return Dataset.from_list(rows)
 
 
 def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, cfg: SingleStepConfig,
                  device: str = "auto", dtype: str = "float32"):
-    """A configured ``trl.GRPOTrainer`` (LoRA, our rewards with weights 1.0 / 0.1)."""
+    """A configured ``trl.GRPOTrainer`` (LoRA, our IoU and format rewards with ``cfg.reward_weights``)."""
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
@@ -54,15 +78,20 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
 
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype)
+    resized = ([bx.qwen25_resized_size(int(s["width"]), int(s["height"]), **bx.resize_params(processor))
+                for s in samples] if cfg.coord_format == "qwen25" else None)
+    # trl names a reward by its function's __name__: the partial keeps iou_reward's
+    iou = functools.update_wrapper(functools.partial(iou_reward, coord_format=cfg.coord_format), iou_reward)
     args = GRPOConfig(
         output_dir=str(Path(out_dir) / "checkpoints"), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size, num_generations=cfg.group_size,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        reward_weights=[1.0, 0.1], logging_steps=5, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
-        use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=False,
+        reward_weights=[cfg.reward_weights["iou"], cfg.reward_weights["format"]], logging_steps=5,
+        save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
+        use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=not progress.enabled(),
         remove_unused_columns=False)
-    return GRPOTrainer(model=model, args=args, reward_funcs=[iou_reward, format_reward],
-                       train_dataset=grounding_dataset(samples), processing_class=processor,
+    return GRPOTrainer(model=model, args=args, reward_funcs=[iou, format_reward],
+                       train_dataset=grounding_dataset(samples, resized), processing_class=processor,
                        peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                               target_modules=LLM_TARGETS, task_type="CAUSAL_LM"))
 

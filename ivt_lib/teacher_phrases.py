@@ -1,4 +1,5 @@
-"""Vocabulary of the scripted teacher's reasoning (also fed to the tiny tokenizer so its BPE covers it)."""
+"""Refinement sentences in the style of a VLM teacher's critique, fed to the tiny tokenizer's BPE training so that
+its vocabulary covers such text (the scripted teacher's own short phrases are in :mod:`ivt_lib.teacher`)."""
 PHRASES = [
     "The red box is too far left, so I move it right.",
     "The red box is too far right, so I move it left.",

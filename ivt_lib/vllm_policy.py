@@ -10,7 +10,7 @@ so this module imports anywhere; vLLM itself needs a GPU machine (``pip install 
     >>> trajs = run_loop(pol, samples, T=2)                                     # doctest: +SKIP
 
 vLLM keeps its own copy of the weights: a trained model (e.g. the merged SFT folder) is loaded by path, and GRPO
-(``rollout_backend="vllm"``) pushes the policy's merged weights into the engine after every update with
+(``generation_backend="vllm"``) pushes the policy's merged weights into the engine after every update with
 :meth:`VLLMPolicy.sync_weights`, as trl's colocate mode does (``trl/generation/vllm_generation.py``, trl 1.16).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
+from . import progress
 from .loop import Generation
 
 INSTALL_HINT = ("VLLMPolicy needs vLLM, which is not installed here: `pip install vllm` on a GPU machine "
@@ -125,7 +126,7 @@ class VLLMPolicy:
             raise ValueError(f"seeds: {len(seeds)} for {len(messages)} prompts")
         params = self.sampling_params() if seeds is None else [self.sampling_params(sd) for sd in seeds]
         outs = self.llm.generate(self.prompts(messages, images), sampling_params=params,
-                                 use_tqdm=self.show_progress)
+                                 use_tqdm=self.show_progress and progress.enabled())
         if len(outs) != len(messages):
             raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(messages)} prompts")
         gens = []

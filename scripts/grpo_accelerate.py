@@ -29,18 +29,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 import ivt_lib  # noqa: F401  (the torchvision shim must run before transformers is imported)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared command line, also when imported
+import tier_args  # noqa: E402
 
 log = logging.getLogger("grpo_accelerate")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from ivt_lib import config
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    config.add_tier_arguments(p, "04", "GRPO's start: the merged SFT model")
+    tier_args.add_tier_arguments(p, "04", "GRPO's start: the merged SFT model")
     p.add_argument("--out", help="output folder (checkpoint/, merged/, result.json); not with --tier")
     p.add_argument("--dataset", default=None, help="dataset folder (default: the committed data/scenes)")
     p.add_argument("--split", default="train", help="split to draw prompts from")
@@ -61,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="rollout generation backend")
     p.add_argument("--vllm-gpu-memory", type=float, default=0.3, help="vLLM gpu_memory_utilization (colocated)")
     args = p.parse_args(argv)
-    config.check_tier_arguments(p, args)
+    tier_args.check_tier_arguments(p, args)
     return args
 
 
@@ -70,10 +72,12 @@ def from_tier(args):
     from ivt_lib import config
     from ivt_lib.data import load_split
 
-    cfg = config.tier_config(args.tier, "04_grpo", config.parse_overrides(args.set))
+    cfg = config.tier_config(args.tier, "04_grpo", tier_args.parse_overrides(args.set))
     samples = load_split("train", cfg.path("dataset"), cfg.train_n or None, cfg.max_pixels)
     # the validation curve is notebook 04's (it needs the validation split on the main process); the script trains only
-    run_cfg = dataclasses.replace(cfg.grpo_run_config(), val_every=0)
+    from ivt_lib.grpo import GRPORunConfig
+
+    run_cfg = dataclasses.replace(GRPORunConfig.from_stage(cfg), val_every=0)
     return config.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", run_cfg, cfg.device, cfg.dtype
 
 
@@ -87,7 +91,7 @@ def from_args(args):
     cfg = GRPORunConfig(iterations=args.iterations, prompts_per_iter=args.prompts, group_size=args.group, T=args.T,
                         max_new_tokens=args.max_new_tokens, learning_rate=args.lr, beta=args.beta,
                         lora_r=args.lora_r, lora_alpha=2 * args.lora_r, micro_batch=args.micro_batch,
-                        save_every=args.iterations, seed=args.seed, rollout_backend=args.backend,
+                        save_every=args.iterations, seed=args.seed, generation_backend=args.backend,
                         vllm_kwargs={"gpu_memory_utilization": args.vllm_gpu_memory} if args.backend == "vllm" else {})
     return args.model, samples, Path(args.out), cfg, args.device, args.dtype
 
@@ -109,7 +113,7 @@ def main(argv=None) -> dict:
                "distributed_type": str(state.distributed_type), "backend": state.backend,
                "prompts_per_iter": cfg.prompts_per_iter, "group_size": cfg.group_size, "iterations": len(logs),
                "logs": logs, "device": str(trainer.model.device), "seed": cfg.seed, "tier": args.tier,
-               "rollout_backend": cfg.rollout_backend}
+               "rollout_backend": cfg.generation_backend}
     if state.is_main_process:
         summary["adapter_checksum"] = adapter_checksum(trainer.ckpt)
         from ivt_lib.io import atomic_write_json

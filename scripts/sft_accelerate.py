@@ -31,20 +31,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import os
 import random
 from pathlib import Path
 
 import ivt_lib  # noqa: F401  (the torchvision shim must run before transformers is imported)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared command line, also when imported
+import tier_args  # noqa: E402
+
 log = logging.getLogger("sft_accelerate")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from ivt_lib import config
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    config.add_tier_arguments(p, "03", "the SFT starting point")
+    tier_args.add_tier_arguments(p, "03", "the SFT starting point")
     p.add_argument("--out", help="output folder (checkpoints/, adapter/, merged/); not with --tier")
     p.add_argument("--result", default=None, help="JSON summary path (default: OUT/result.json)")
     p.add_argument("--data", default=None, help="dataset folder (default: the committed data/scenes)")
@@ -62,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights (GPU, bitsandbytes)")
     args = p.parse_args(argv)
-    config.check_tier_arguments(p, args)
+    tier_args.check_tier_arguments(p, args)
     return args
 
 
@@ -92,9 +94,11 @@ def from_tier(args):
 
     from ivt_lib import config
 
-    cfg = config.tier_config(args.tier, "03_sft", config.parse_overrides(args.set))
+    cfg = config.tier_config(args.tier, "03_sft", tier_args.parse_overrides(args.set))
     state = PartialState(cpu=cfg.device == "cpu")  # joins the process group when launched
-    run_cfg = cfg.sft_run_config()
+    from ivt_lib.sft import SFTRunConfig
+
+    run_cfg = SFTRunConfig.from_stage(cfg)
     if run_cfg.grad_accum % state.num_processes:
         raise SystemExit(f"grad_accum={run_cfg.grad_accum} of tier {args.tier} is not divisible by "
                          f"{state.num_processes} processes: the step batch would change (use --set grad_accum=...)")
@@ -132,7 +136,7 @@ def main(argv=None) -> dict:
     # --- train --------------------------------------------------------------------------------------------------
     from ivt_lib.sft import SFTRunConfig, run_sft
 
-    cfg = SFTRunConfig(max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+    cfg = SFTRunConfig(max_steps=args.max_steps, train_batch_size=args.batch_size, grad_accum=args.grad_accum,
                        learning_rate=args.lr, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, seed=args.seed,
                        logging_steps=1, save_steps=max(args.max_steps, 1), warmup_ratio=0.0,
                        bf16=args.bf16, quantize_4bit=args.qlora)
@@ -176,8 +180,8 @@ def main_tier(args) -> dict:
     out = run_sft(model, ds, out_dir, cfg, device=device, dtype=dtype)
     state = PartialState()
     summary = {"tier": args.tier, "world_size": out["world_size"], "steps": out["steps"],
-               "per_device_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
-               "global_batch": cfg.batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
+               "per_device_batch": cfg.train_batch_size, "grad_accum": cfg.grad_accum,
+               "global_batch": cfg.train_batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
                "losses": [h["loss"] for h in out["log_history"]], "train_loss": out["train_loss"], "device": device}
     if state.is_main_process:
         from ivt_lib.io import atomic_write_json

@@ -289,7 +289,7 @@ def test_paper_24gb_is_the_paper_recipe_with_less_memory():
     big, small = load_tier("paper"), load_tier("paper_24gb")
     assert big.keys() == small.keys()
     memory_keys = {"tier", "batch_size", "train_batch_size", "grad_accum", "micro_batch", "quantize_4bit",
-                   "results_dir", "figures_dir", "runs_dir", "traces_dir", "sft_model", "trajectories_dir"}
+                   "results_dir", "figures_dir", "runs_dir"}
     for nb in big:
         b, s = big[nb], small[nb]
         assert {k: v for k, v in b.items() if k not in memory_keys} == {k: v for k, v in s.items() if k not in memory_keys}, nb
@@ -313,3 +313,52 @@ def test_every_field_is_type_checked(cls, bad):
 
 def test_a_float_field_accepts_an_int():
     assert BaseModelConfig(min_acc=0).min_acc == 0
+
+
+def test_upstream_folders_are_derived_from_runs_dir():
+    """A tier names its scratch folder once; an explicit value is kept."""
+    from ivt_lib.config import EvaluationConfig, GRPOStageConfig, SFTStageConfig, TeacherSynthConfig
+
+    assert TeacherSynthConfig(runs_dir="runs/x").traces_dir == "runs/x/traces"
+    assert SFTStageConfig(runs_dir="runs/x/").traces_dir == "runs/x/traces"
+    assert GRPOStageConfig(runs_dir="runs/x").sft_model == "runs/x/sft/student/merged"
+    assert EvaluationConfig(runs_dir="runs/x").trajectories_dir == "runs/x/trajectories"
+    assert GRPOStageConfig(runs_dir="runs/x", sft_model="Qwen/Some-SFT").sft_model == "Qwen/Some-SFT"
+    for tier in ("smoke", "paper", "paper_24gb"):  # the tier files no longer repeat them
+        for nb, section in config.load_tier(tier).items():
+            assert not set(section) & set(config.DERIVED_FROM_RUNS_DIR), (tier, nb)
+            cfg = config.tier_config(tier, nb) if tier == "smoke" else None
+            if cfg is not None and hasattr(cfg, "traces_dir"):
+                assert cfg.traces_dir == f"{section['runs_dir']}/traces"
+
+
+def test_config_imports_no_stage():
+    """The house reads one way: stages import the core; config (and the core it uses) imports no stage module."""
+    import ast
+
+    stages = {"sft", "grpo", "grpo_objective", "single_step", "traces", "teacher", "evaluation", "deployable", "loop",
+              "probe", "explorer", "train_base", "vllm_policy", "reproduce", "readme", "plots", "models"}
+    tree = ast.parse((ROOT / "ivt_lib" / "config.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):  # function-level imports count too
+        if isinstance(node, ast.ImportFrom) and node.level:
+            imported |= {node.module or ""} | ({a.name for a in node.names} if not node.module else set())
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ivt_lib"):
+            imported |= {node.module.split(".", 1)[-1]} | {a.name for a in node.names}
+    assert not imported & stages, imported & stages
+
+
+def test_sft_run_config_from_stage():
+    from dataclasses import fields as dc_fields
+
+    from ivt_lib.config import SFTStageConfig
+    from ivt_lib.sft import SFTRunConfig
+
+    stage = SFTStageConfig(lora_r=8, lora_alpha=16, learning_rate=1e-4, train_batch_size=3, grad_accum=2,
+                           epochs=1.0, seed=4, dtype="bfloat16", device="cuda")
+    run = SFTRunConfig.from_stage(stage)
+    assert (run.lora_r, run.lora_alpha, run.learning_rate, run.train_batch_size, run.grad_accum, run.epochs,
+            run.seed, run.bf16) == (8, 16, 1e-4, 3, 2, 1.0, 4, True)
+    shared = {f.name for f in dc_fields(SFTRunConfig)} & set(SFTStageConfig().to_dict())
+    assert {n: getattr(SFTRunConfig.from_stage(SFTStageConfig()), n) for n in shared} == \
+        {n: getattr(SFTRunConfig(), n) for n in shared}, "the two layers' defaults disagree"

@@ -120,10 +120,10 @@ def test_config_validation():
         grpo.GRPORunConfig(group_size=1)
     with pytest.raises(ValueError, match="temperature"):
         grpo.GRPORunConfig(temperature=0)
-    with pytest.raises(ValueError, match="rollout_backend"):
-        grpo.GRPORunConfig(rollout_backend="sglang")
+    with pytest.raises(ValueError, match="generation_backend"):
+        grpo.GRPORunConfig(generation_backend="sglang")
     with pytest.raises(ValueError, match="4-bit"):
-        grpo.GRPORunConfig(rollout_backend="vllm", quantize_4bit=True)
+        grpo.GRPORunConfig(generation_backend="vllm", quantize_4bit=True)
     with pytest.raises(ValueError, match="micro_batch"):
         grpo.GRPORunConfig(micro_batch=0)
     with pytest.raises(ValueError, match="credit"):
@@ -199,3 +199,64 @@ def test_resume_after_kill_matches_uninterrupted(tiny_dir, tmp_path, test_sample
                            grpo.GRPORunConfig(**{**asdict(cfg), "learning_rate": 1e-3}), device="cpu")
     out = resumed.export(tmp_path / "merged")
     assert (tmp_path / "merged" / "config.json").exists() and out.endswith("merged")
+
+
+def test_run_config_from_stage_takes_the_stage_names_and_values():
+    """One construction, in the stage module: every same-named field copied, credit overridable, vLLM share kept."""
+    from dataclasses import fields
+
+    from ivt_lib.config import GRPOStageConfig
+
+    stage = GRPOStageConfig(iterations=7, batch_size=5, generation_backend="hf", top_p=0.9, max_new_tokens=40,
+                            vllm_gpu_memory=0.4, seed=3, val_every=2)
+    run = grpo.GRPORunConfig.from_stage(stage)
+    shared = {f.name for f in fields(grpo.GRPORunConfig)} & set(stage.to_dict())
+    assert {"iterations", "batch_size", "generation_backend", "top_p", "max_new_tokens", "seed", "credit"} <= shared
+    assert all(getattr(run, n) == getattr(stage, n) for n in shared)
+    assert run.vllm_kwargs == {"gpu_memory_utilization": 0.4}
+    assert grpo.GRPORunConfig.from_stage(stage, credit="refine").credit == "refine"
+    # the two layers agree on defaults, so a default stage and a default run are the same run
+    default = grpo.GRPORunConfig.from_stage(GRPOStageConfig())
+    assert {n: getattr(default, n) for n in shared - {"val_every"}} == \
+        {n: getattr(grpo.GRPORunConfig(), n) for n in shared - {"val_every"}}
+
+
+def test_checkpoint_with_the_old_field_names_resumes(trainer):
+    """Checkpoints written before the rename (rollout_backend; gen_batch_size is never compared) still resume."""
+    trainer.save()
+    st = torch.load(trainer.ckpt / "state.pt", weights_only=False)
+    cfg = dict(st["config"])
+    assert "batch_size" not in cfg
+    cfg["rollout_backend"] = cfg.pop("generation_backend")
+    st["config"] = cfg
+    torch.save(st, trainer.ckpt / "state.pt")
+    again = grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, trainer.cfg, device="cpu")
+    assert again.iteration == trainer.iteration
+
+
+def test_qwen25_rewards_read_the_processors_resized_pixels():
+    """GRPO's reward re-parses the final answer: for qwen25 it must use the same resized frame as the loop. An answer
+    that is the ground truth in the processor's resized pixels earns IoU 1 + 0.1 format; the frame comes from the
+    trainer's processor (before the fix the reward read those pixels as original pixels, IoU < 1)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    from ivt_lib import boxes as bx
+    from ivt_lib.parsing import format_box
+
+    ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200 * 28 * 28)
+    trajs = []
+    for w, h in [(500, 375), (1000, 750)]:
+        _, gh, gw = ip(images=[Image.new("RGB", (w, h))], return_tensors="pt")["image_grid_thw"][0].tolist()
+        gt = (0.1 * w, 0.2 * h, 0.6 * w, 0.7 * h)
+        text = format_box(bx.to_model_frame(gt, w, h, "qwen25", resized=(gw * 14, gh * 14)))
+        trajs.append(Trajectory("s", "f", gt, w, h, [StepRecord(text, None, 0.0, True)]))
+    fake = SimpleNamespace(cfg=SimpleNamespace(coord_format="qwen25"), processor=SimpleNamespace(image_processor=ip))
+    frames = grpo.MultiStepGRPO.frames(fake, trajs)
+    r = grpo.final_rewards(trajs, rewards.PAPER_WEIGHTS, "qwen25", frames)
+    assert r.tolist() == pytest.approx([1.1, 1.1], abs=0.02)
+    with pytest.raises(ValueError, match="resized"):
+        grpo.final_rewards(trajs, rewards.PAPER_WEIGHTS, "qwen25")
+    assert grpo.MultiStepGRPO.frames(SimpleNamespace(cfg=SimpleNamespace(coord_format="qwen3")), trajs) is None

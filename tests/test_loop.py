@@ -142,3 +142,32 @@ def test_qwen25_loop_reads_boxes_in_the_processors_resized_pixels():
     for t in trajs:
         assert [round(v, 2) for v in t.ious] == [pytest.approx(1.0, abs=0.02)] * 3, t.ious
     assert bx.qwen25_resized_size(1000, 750, max_pixels=200 * 28 * 28) != (1000, 750)
+
+
+def test_early_stop_and_still_rule_agree(test_samples):
+    """The loop's stop-when-still early exit and metrics.still_rule share one predicate: the early-stopped run's
+    last box is the box the rule picks on the full run (the policy is deterministic, so the steps before the stop
+    are identical). The scripted policy first moves far (+100), then a little (+5): still at step 2 for eps 0.05,
+    never still for eps 0.01."""
+    from ivt_lib.metrics import still_rule
+
+    class Slowing(FakePolicy):
+        def generate(self, messages, images):
+            out = []
+            for m in messages:
+                prev = parse_box(m[0]["content"][1]["text"])
+                if not prev.ok:
+                    out.append(Generation(format_box(self.step0), -0.5))
+                    continue
+                x1, y1, x2, y2 = prev.box
+                d = 100 if x1 < 150 else 5
+                out.append(Generation(format_box((x1 + d, y1, x2 + d, y2)), -1.0))
+            return out
+
+    for eps, stop_at in ((0.05, 2), (0.01, 3)):
+        full = run_loop(Slowing(), test_samples[:3], T=3, show_progress=False)
+        early = run_loop(Slowing(), test_samples[:3], T=3, stop_when_still=eps, show_progress=False)
+        for f, e in zip(full, early):
+            assert still_rule(eps)(f) == stop_at
+            assert e.steps[-1].box == f.steps[stop_at].box
+            assert [s.stopped for s in e.steps].count(True) == 3 - stop_at

@@ -124,11 +124,6 @@ def test_oracle_rule_picks_max_iou_step():
     assert mt.oracle_rule(traj([0.4, 0.7, 0.7])) == 1  # ties: the earliest step
 
 
-def test_last_rule():
-    assert mt.last_rule(traj([0.2, 0.8, 0.5])) == 2
-    assert mt.last_rule(traj([0.2])) == 0
-
-
 def test_select_with_oracle_and_last_hand_computed():
     trajs = [traj([0.2, 0.8, 0.5]), traj([0.9, 0.1, 0.5]), traj([0.1, 0.2, 0.3])]
     o = mt.select(trajs, mt.oracle_rule)
@@ -138,14 +133,14 @@ def test_select_with_oracle_and_last_hand_computed():
     assert o["mean_passes"] == pytest.approx((2 + 1 + 3) / 3)  # what the pick alone would cost
     assert mt.select(trajs, mt.oracle_rule, runs_all_steps=True)["mean_passes"] == 3  # what the oracle really runs
     assert o["n"] == 3
-    last = mt.select(trajs, mt.last_rule)
+    last = mt.select(trajs, lambda tr: len(tr.steps) - 1)
     assert last["mean_iou"] == pytest.approx((0.5 + 0.5 + 0.3) / 3)
     assert last["mean_passes"] == 3.0
 
 
 def test_select_counts_parse_failures():
     trajs = [traj(steps=[step(0.7), step(0.0, parse_ok=False)]), traj(steps=[step(0.6), step(0.9)])]
-    out = mt.select(trajs, mt.last_rule)
+    out = mt.select(trajs, lambda tr: len(tr.steps) - 1)
     assert out["parse_rate"] == 0.5
     assert out["mean_iou"] == pytest.approx(0.45)
 

@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.paper_data on small fixture files with the real datasets' columns, built in tmp_path.
+"""Tests for ivt_lib.paper_data and ivt_lib.paper_benchmark on small fixture files with the real datasets' columns, built in tmp_path.
 
 Each fixture mirrors what `hf download <id> --repo-type dataset --local-dir DIR` gives: the same file layout, the
 README ``configs`` that name the splits, and the same columns and types (images as the ``datasets`` Image feature).
@@ -12,11 +12,16 @@ import tarfile
 import pytest
 from PIL import Image
 
-from ivt_lib import boxes, paper_data
+from ivt_lib import boxes, paper_benchmark, paper_data
 from ivt_lib.config import NOTEBOOK_CONFIGS, load_tier
 from ivt_lib.data import features, load_split
-from ivt_lib.paper_data import (REFADV_ID, REFCOCOG_ID, REFL4_ID, build_mixed_benchmark, dataset_to_xyxy,
-                                load_by_ids, load_refadv, load_refcocog, load_refl4, save_benchmark, xyxy_to_dataset)
+from ivt_lib.paper_benchmark import build_mixed_benchmark, load_by_ids, save_benchmark
+from ivt_lib.paper_data import REFADV_ID, REFCOCOG_ID, REFL4_ID, dataset_to_xyxy, load_refadv, load_refcocog, load_refl4
+
+
+def xyxy_to_dataset(box, fmt: str):
+    """The inverse of ``dataset_to_xyxy``, to write fixture boxes in a dataset's format."""
+    return boxes.xyxy_to_xywh(box) if fmt == "xywh" else dataset_to_xyxy(box, fmt)
 
 N = 12  # rows per fixture split
 SIZES = {"train": 9, "validation": 6, "test": 7}  # 3/3/3, 2/2/2, 2/2/3 per source
@@ -436,8 +441,8 @@ def test_command_line_builds_and_rebuilds_from_ids(fixture_dirs, tmp_path):
     common = ["--refcocog", str(d["refcocog"]), "--refl4", str(d["refl4"] / "ref-l4-val.parquet"),
               "--refl4-images", str(d["refl4"] / "images.tar.gz"), "--refadv", str(d["refadv"]),
               "--ids", str(tmp_path / "ids.json")]
-    paper_data.main(common + ["--sizes", "train=9,validation=6,test=7", "--out", str(tmp_path / "a")])
-    paper_data.main(common + ["--from-ids", "--out", str(tmp_path / "b")])
+    paper_benchmark.main(common + ["--sizes", "train=9,validation=6,test=7", "--out", str(tmp_path / "a")])
+    paper_benchmark.main(common + ["--from-ids", "--out", str(tmp_path / "b")])
     for s, n in SIZES.items():
         a, b = load_split(s, tmp_path / "a"), load_split(s, tmp_path / "b")
         assert len(a) == n and [r["id"] for r in a] == [r["id"] for r in b]

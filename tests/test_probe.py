@@ -1,4 +1,4 @@
-"""ivt_lib.probe: the random "wrong box", the presence probe (with a fake policy), failure anatomy, worst, truncate."""
+"""ivt_lib.probe: the random "wrong box", the presence probe (with a fake policy), failure anatomy, worst."""
 import random
 
 import numpy as np
@@ -201,7 +201,7 @@ def test_failure_anatomy_no_degradation():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# worst / truncate
+# worst
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -221,16 +221,6 @@ def test_worst_orders_by_largest_drop():
 def test_worst_ties_keep_input_order():
     trajs = [_iou_traj([0.5, 0.2], f"s{i}") for i in range(4)]
     assert probe.worst(trajs, k=3) == [0, 1, 2]
-
-
-def test_truncate():
-    trajs = [_iou_traj([0.1, 0.2, 0.3, 0.4], "a"), _iou_traj([0.5, 0.6, 0.7, 0.8], "b")]
-    out = probe.truncate(trajs, 1)
-    assert [t.ious for t in out] == [[0.1, 0.2], [0.5, 0.6]]
-    assert [t.sample_id for t in out] == ["a", "b"] and out[0].gt == GT and out[0].width == 128
-    assert [len(t.steps) for t in trajs] == [4, 4], "the input must not be modified"
-    assert [len(t.steps) for t in probe.truncate(trajs, 0)] == [1, 1]
-    assert probe.truncate(trajs, 3)[1].ious == trajs[1].ious
 
 
 def test_selection_anatomy_tells_wrong_object_from_imprecise_box():

@@ -98,6 +98,9 @@ class Recorder:
         stem = Path(input_path).stem
         if stem == self.fail_on:
             raise RuntimeError(f"interrupted in {stem}")
+        import os
+
+        kw["progress_env"] = os.environ.get("IVT_PROGRESS")  # what the kernel would inherit
         self.calls.append((stem, dict(parameters or {}), {"output_path": output_path, **kw}))
         Path(output_path).write_text("{}")
 
@@ -124,13 +127,18 @@ def sandbox(tmp_path, monkeypatch):
             "stamps": tmp_path / "runs" / "reproduce" / TIER}
 
 
-def test_first_run_executes_all_in_order_and_stamps(sandbox):
+def test_first_run_executes_all_in_order_and_stamps(sandbox, monkeypatch):
+    from ivt_lib import progress
+
+    for k in progress.QUIET_ENV:
+        monkeypatch.setenv(k, "1" if k == progress.ENV else "0")  # recorded, so the test's quiet() is undone after
     times = reproduce.run(TIER)
     rec = sandbox["rec"]
     assert [c[0] for c in rec.calls] == STEMS and list(times) == STEMS
     for stem, params, kw in rec.calls:
         assert params == sandbox["params"][stem]
         assert kw["cwd"] == str(sandbox["root"])
+        assert kw["progress_env"] == "0", "unattended kernels must run without progress bars"
         assert Path(kw["output_path"]) == sandbox["nb_dir"] / "executed" / TIER / f"{stem}.ipynb"
         assert Path(kw["output_path"]).exists()
     for s in STEMS:

@@ -1,4 +1,5 @@
 """Phase-1 data (filter, linear path, validation, dataset) and the trl SFT wrapper (mask, resume after a kill)."""
+import dataclasses
 import random
 
 import pytest
@@ -108,7 +109,7 @@ def test_assistant_only_mask(tiny, trace_ds):
 
 
 def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
-    cfg = sft.SFTRunConfig(max_steps=4, batch_size=4, save_steps=2, logging_steps=1)
+    cfg = sft.SFTRunConfig(max_steps=4, train_batch_size=4, save_steps=2, logging_steps=1, lora_r=8, lora_alpha=16)
     from transformers import Trainer
 
     real = Trainer.training_step
@@ -136,8 +137,7 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     assert adapter_checksum(tmp_path / "adapter")["sha256"] == before["sha256"]
     # checkpoints of another recipe are refused before any work, not silently continued
     with pytest.raises(ValueError, match="other settings.*learning_rate"):
-        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=4, batch_size=4, save_steps=2,
-                                                                        logging_steps=1, learning_rate=5e-4), device="cpu")
+        sft.run_sft(str(tiny_dir), trace_ds, tmp_path, dataclasses.replace(cfg, learning_rate=1e-3), device="cpu")
     with pytest.raises(ValueError, match="rows"):
         sft.run_sft(str(tiny_dir), trace_ds.select(range(len(trace_ds) - 1)), tmp_path, cfg, device="cpu")
     assert out["trainable_params"] < 0.1 * out["total_params"]
@@ -167,6 +167,6 @@ def test_run_manifest_hashes_every_row_and_resolves_the_model_path(trace_ds, mon
 def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_path):
     """A run killed before its first checkpoint left only run_config.json: a new run with other settings starts."""
     (tmp_path / "run_config.json").write_text('{"model": "another model", "learning_rate": 1.0}')
-    out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=1, batch_size=4), device="cpu")
+    out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=1, train_batch_size=4), device="cpu")
     assert out["steps"] == 1 and out["resumed_from"] is None
     assert '"another model"' not in (tmp_path / "run_config.json").read_text()

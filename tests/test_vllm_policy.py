@@ -229,7 +229,7 @@ def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny
         monkeypatch.delenv(k, raising=False)
     FakeEngineLLM.instances, FakeEngineLLM.tokenizer = [], tiny[1].tokenizer
     cfg = grpo.GRPORunConfig(iterations=2, prompts_per_iter=2, group_size=3, T=1, max_new_tokens=24,
-                             learning_rate=1e-2, save_every=2, rollout_backend="vllm",
+                             learning_rate=1e-2, save_every=2, generation_backend="vllm",
                              vllm_kwargs={"gpu_memory_utilization": 0.3})
     tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "g", cfg, device="cpu")
     before = {n: p.detach().clone() for n, p in tr.model.get_base_model().named_parameters()}
