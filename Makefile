@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TIER ?= default
 
-.PHONY: setup reproduce test smoke bench base-model splits clean-runs
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ test: setup
 
 smoke: setup
 	$(PY) -m ivt_lib.reproduce --tier smoke
+
+# JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
+lab: setup
+	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.
 
 bench: setup
 	$(PY) benchmarks/loop_throughput.py

@@ -352,6 +352,12 @@ class ExploreConfig(StageConfig):
     trajectories_dir: str = ""  # "" = <runs_dir>/trajectories
     start_config: str = "base + naive iteration"
     start_filter: str = "worst degradations"
+    live_T: int = 2
+    live_demo: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.live_T, int) and 0 <= self.live_T <= 8, "live_T", self.live_T, "must be an int in [0, 8]")
 
 
 NOTEBOOK_CONFIGS: dict[str, type[StageConfig]] = {

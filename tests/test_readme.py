@@ -16,6 +16,7 @@ def test_readme_commands_are_what_ci_runs():
     assert "make test" in ci and "set -euo pipefail" in ci
     mk = (ROOT / "Makefile").read_text()
     assert "rc -eq 5" in mk, "pytest's 'no tests collected' must fail"
+    assert "\nlab: setup" in mk and "--ip=127.0.0.1" in mk and "make lab" in text, "the README's `make lab` must exist"
 
 
 def test_render_handles_results(tmp_path):
