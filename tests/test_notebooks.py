@@ -78,6 +78,16 @@ def test_invalid_parameters_fail_before_work(tmp_path):
     assert len(ran) <= 3, "the config cell must be the first cell doing work"
 
 
+def test_grpo_notebook_says_to_run_notebook_03_first(tmp_path):
+    """Notebook 04's guard fires for a missing local SFT model (it once could not: any relative path passed it)."""
+    nb = next(p for p in NBS if p.stem == "04_grpo")
+    params = {**load_tier("smoke")["04_grpo"], "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "r"),
+              "figures_dir": str(tmp_path / "f")}
+    with pytest.raises(pm.PapermillExecutionError, match="run notebook 03 first"):
+        pm.execute_notebook(str(nb), str(tmp_path / "no_sft.ipynb"), parameters=params, cwd=str(ROOT),
+                            kernel_name="python3", progress_bar=False)
+
+
 def _redirect(params: dict, root) -> dict:
     """Point every output (and the upstream inputs that notebooks pass along) into ``root``."""
     out = dict(params)
