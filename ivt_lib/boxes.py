@@ -55,6 +55,15 @@ def resize_params(processor) -> dict[str, int]:
     return out
 
 
+def model_frames(processor, sizes: Sequence[tuple[int, int]], fmt: str = "qwen3") -> list[tuple[int, int] | None]:
+    """Per image ``(width, height)``, the frame a model's pixel answers refer to: for qwen25 the size ``processor``
+    resized it to, for qwen3 (0-1000 relative) None. The loop, the GRPO reward and the single-step reward share it."""
+    if fmt != "qwen25":
+        return [None] * len(sizes)
+    rp = resize_params(processor)
+    return [qwen25_resized_size(w, h, **rp) for w, h in sizes]
+
+
 def xywh_to_xyxy(box: Sequence[float]) -> Box:
     """Convert ``(x, y, w, h)`` to ``(x1, y1, x2, y2)``."""
     x, y, w, h = (float(v) for v in box)

@@ -37,6 +37,14 @@ def _curve_png(ious: Sequence[float], step: int) -> bytes:
     return buf.getvalue()
 
 
+def panel_png(sample: dict, tr: Trajectory, step: int, scale: int = 3) -> bytes:
+    """The image the model saw at ``step`` (the previous box drawn in red), with its answer (yellow) and the truth
+    (green); used by the explorer and the side-by-side view."""
+    t = min(step, len(tr.steps) - 1)
+    seen = sample["image"] if t == 0 else draw_box(sample["image"], tr.steps[t - 1].box)
+    return _png(draw_boxes(seen, [(tr.gt, (0, 230, 0)), (tr.steps[t].box, (255, 200, 0))], width=1, scale=scale))
+
+
 class Explorer:
     """Widgets + state. ``configs`` maps a name to trajectories; ``samples`` maps sample id -> record (image, bbox)."""
 
@@ -102,9 +110,7 @@ class Explorer:
         self.step.max = len(tr.steps) - 1
         t = min(self.step.value, self.step.max)
         s = self.samples[tr.sample_id]
-        seen = s["image"] if t == 0 else draw_box(s["image"], tr.steps[t - 1].box)
-        img = draw_boxes(seen, [(tr.gt, (0, 230, 0)), (tr.steps[t].box, (255, 200, 0))], width=1, scale=self.scale)
-        self.image.value = _png(img)
+        self.image.value = panel_png(s, tr, t, self.scale)
         self.curve.value = _curve_png(tr.ious, t)
         self.title.value = (f"<b>{html.escape(tr.sample_id)}</b> ({tr.family}): \"{html.escape(s['expression'])}\" "
                             f"&mdash; step {t}, IoU {tr.steps[t].iou:.3f}")

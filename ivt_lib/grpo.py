@@ -181,12 +181,9 @@ class MultiStepGRPO:
                 tr.steps[0] = s.steps[0]  # keep the shared step 0's text, parse flag and log-prob
             return trajs
 
-    def frames(self, trajs: Sequence[Trajectory]) -> list | None:
-        """For qwen25, each trajectory's processor-resized image size (its answers' pixel frame); else None."""
-        if self.cfg.coord_format != "qwen25":
-            return None
-        rp = bx.resize_params(self.processor)
-        return [bx.qwen25_resized_size(tr.width, tr.height, **rp) for tr in trajs]
+    def frames(self, trajs: Sequence[Trajectory]) -> list:
+        """Each trajectory's answer frame under this trainer's processor (:func:`ivt_lib.boxes.model_frames`)."""
+        return bx.model_frames(self.processor, [(tr.width, tr.height) for tr in trajs], self.cfg.coord_format)
 
     def validate(self) -> dict:
         """Greedy T-step evaluation on the validation subset: last-step Acc@0.5, degradation, improve/degrade/stay."""

@@ -90,11 +90,12 @@ def provenance(params: dict | None = None, wall_s: float | None = None) -> dict:
             versions[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
             versions[p] = None
+    load1, _, load15 = os.getloadavg()
     return {"git_sha": git_sha(Path(__file__).resolve().parent.parent), "params": params or {},
             "packages": versions, "python": platform.python_version(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "wall_s": wall_s, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             # the load average says whether the wall time was measured on an idle machine
-            "load_avg_1_15": [round(os.getloadavg()[0], 2), round(os.getloadavg()[2], 2)]}
+            "load_avg_1_15": [round(load1, 2), round(load15, 2)]}
 
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -18,17 +18,10 @@ import threading
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .explorer import _curve_png, _png
+from .explorer import _curve_png, _png, panel_png
 from .loop import Trajectory, run_loop
-from .render import draw_box, draw_boxes
+from .render import draw_boxes
 from .scenes import FAMILIES, generate_scene, scene_to_record
-
-
-def panel_png(sample: dict, tr: Trajectory, step: int, scale: int = 2) -> bytes:
-    """The image the model saw at ``step`` (previous box drawn in red), with its answer (yellow) and the truth."""
-    t = min(step, len(tr.steps) - 1)
-    seen = sample["image"] if t == 0 else draw_box(sample["image"], tr.steps[t - 1].box)
-    return _png(draw_boxes(seen, [(tr.gt, (0, 230, 0)), (tr.steps[t].box, (255, 200, 0))], width=1, scale=scale))
 
 
 class SideBySide:
@@ -223,9 +216,9 @@ class LiveExplorer:
         """Run (Run button): report why not in the widget, or start the background run."""
         models = self.selected_models()
         self.progress.max, self.progress.value = max(1, len(models)), 0
-        why = self.run.start(self.scene(), models, int(self.T.value))
-        self.message.value = f"<b style='color:#b00'>{html.escape(why)}</b>" if why else "running…"
         self._sample = self.scene()
+        why = self.run.start(self._sample, models, int(self.T.value))
+        self.message.value = f"<b style='color:#b00'>{html.escape(why)}</b>" if why else "running…"
 
     def _update(self) -> None:
         r = self.run
@@ -236,16 +229,3 @@ class LiveExplorer:
         notes = [f"{html.escape(k)}: {html.escape(v)}" for k, v in r.errors.items()]
         state = "done" if r.done.is_set() else "running…"
         self.message.value = state + ("<br><b style='color:#b00'>" + "<br>".join(notes) + "</b>" if notes else "")
-
-
-# the trained models notebooks 03-04 leave under runs_dir, by the names the evaluation uses
-RUN_MODELS = {"SFT + IVT": "sft/student/merged", "SFT + GRPO + IVT": "grpo/merged",
-              "SFT (ours: keep data) + IVT": "sft/ours/merged",
-              "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit/merged"}
-
-
-def shipped_models(base: str | Path, runs_dir: str | Path) -> dict[str, str]:
-    """The base model and every trained model that exists under ``runs_dir`` (a folder with a config.json)."""
-    out = {"base": str(base)}
-    out.update({k: str(Path(runs_dir) / v) for k, v in RUN_MODELS.items() if (Path(runs_dir) / v / "config.json").exists()})
-    return out

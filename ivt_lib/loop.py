@@ -210,8 +210,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
                         s["image"].height) for s in samples]
     images = [s["image"].convert("RGB") for s in samples]
     # qwen25 answers in pixels of the image *as the policy's processor resized it*
-    resize = bx.resize_params(getattr(policy, "processor", None)) if coord_format == "qwen25" else None
-    frames = [bx.qwen25_resized_size(tr.width, tr.height, **resize) if resize else None for tr in trajs]
+    frames = bx.model_frames(getattr(policy, "processor", None), [(tr.width, tr.height) for tr in trajs], coord_format)
     if start_boxes is None:
         msgs0 = [step0_messages(s["expression"]) for s in samples]
         gens = gen(msgs0, images, range(len(samples)), 0)

@@ -78,8 +78,8 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
 
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype)
-    resized = ([bx.qwen25_resized_size(int(s["width"]), int(s["height"]), **bx.resize_params(processor))
-                for s in samples] if cfg.coord_format == "qwen25" else None)
+    resized = (bx.model_frames(processor, [(int(s["width"]), int(s["height"])) for s in samples], cfg.coord_format)
+               if cfg.coord_format == "qwen25" else None)
     # trl names a reward by its function's __name__: the partial keeps iou_reward's
     iou = functools.update_wrapper(functools.partial(iou_reward, coord_format=cfg.coord_format), iou_reward)
     args = GRPOConfig(

@@ -7,18 +7,14 @@ from typing import Any
 from ivt_lib.config import ConfigError
 
 
-def _check(cond: bool, name: str, value: Any, why: str) -> None:
-    if not cond:
-        raise ConfigError(f"{name}={value!r}: {why}")
-
-
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     """``["key=value", ...]`` (values parsed as YAML: numbers, booleans, strings) -> dict."""
     import yaml
 
     out = {}
     for pair in pairs or []:
-        _check("=" in pair, "--set", pair, "must look like key=value")
+        if "=" not in pair:
+            raise ConfigError(f"--set={pair!r}: must look like key=value")
         k, v = pair.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out

@@ -259,4 +259,5 @@ def test_qwen25_rewards_read_the_processors_resized_pixels():
     assert r.tolist() == pytest.approx([1.1, 1.1], abs=0.02)
     with pytest.raises(ValueError, match="resized"):
         grpo.final_rewards(trajs, rewards.PAPER_WEIGHTS, "qwen25")
-    assert grpo.MultiStepGRPO.frames(SimpleNamespace(cfg=SimpleNamespace(coord_format="qwen3")), trajs) is None
+    qwen3 = SimpleNamespace(cfg=SimpleNamespace(coord_format="qwen3"), processor=None)
+    assert grpo.MultiStepGRPO.frames(qwen3, trajs) == [None, None]  # 0-1000 relative: no pixel frame
