@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TIER ?= default
 
-.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ smoke: setup
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup
 	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.
+
+# The browser test, keeping its final screenshot as the README's figure (needs Debian's chromium)
+screenshot: setup
+	IVT_BROWSER_SCREENSHOT=figures/explorer_jupyterlab.png $(PY) -m pytest -q -s tests/test_browser.py
 
 bench: setup
 	$(PY) benchmarks/loop_throughput.py

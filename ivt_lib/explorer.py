@@ -69,6 +69,9 @@ class Explorer:
             c.observe(lambda _: self.render(), names="value")
         self.widget = w.VBox([w.HBox([self.config, self.filter]), w.HBox([self.sample, self.step]), self.title,
                               w.HBox([self.image, w.VBox([self.curve, self.text])])])
+        for widget, name in ((self.widget, "explorer"), (self.config, "config"), (self.filter, "filter"),
+                             (self.step, "step"), (self.image, "image"), (self.title, "title")):
+            widget.add_class(f"ivt-{name}")  # stable hooks for the browser test (tests/test_browser.py)
         self._refilter()
 
     def indices(self) -> list[int]:
@@ -112,8 +115,10 @@ class Explorer:
         s = self.samples[tr.sample_id]
         self.image.value = panel_png(s, tr, t, self.scale)
         self.curve.value = _curve_png(tr.ious, t)
-        self.title.value = (f"<b>{html.escape(tr.sample_id)}</b> ({tr.family}): \"{html.escape(s['expression'])}\" "
-                            f"&mdash; step {t}, IoU {tr.steps[t].iou:.3f}")
+        n = len(self.indices())
+        self.title.value = (f"{html.escape(self.config.value)} &middot; {html.escape(self.filter.value)} "
+                            f"({self.sample.value + 1} of {n}): <b>{html.escape(tr.sample_id)}</b> ({tr.family}): "
+                            f"\"{html.escape(s['expression'])}\" &mdash; step {t}, IoU {tr.steps[t].iou:.3f}")
         bold = ' style="font-weight:bold"'
         rows = "".join(f"<li{bold if i == t else ''}>step {i} (IoU {st.iou:.2f}): {html.escape(st.text)}</li>"
                        for i, st in enumerate(tr.steps))

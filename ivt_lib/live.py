@@ -39,6 +39,8 @@ class SideBySide:
         self.sample.observe(lambda _: self.render(), names="value")
         self.step.observe(lambda _: self.render(), names="value")
         self.widget = w.VBox([w.HBox([self.sample, self.step]), self.title, self.row])
+        for widget, name in ((self.widget, "side"), (self.step, "side-step"), (self.title, "side-title")):
+            widget.add_class(f"ivt-{name}")  # stable hooks for the browser test (tests/test_browser.py)
         self.set_configs(configs)
 
     def set_configs(self, configs: Mapping[str, Sequence[Trajectory]]) -> None:
@@ -47,8 +49,8 @@ class SideBySide:
         shared = sorted(set.intersection(*(set(v) for v in self.configs.values())) & set(self.samples)
                         if self.configs else set())
         w = self.w
-        self.panels = {k: (w.HTML(f"<b>{html.escape(k)}</b>"), w.Image(format="png"), w.Image(format="png"),
-                           w.HTML()) for k in self.configs}
+        self.panels = {k: (w.HTML(f"<b>{html.escape(k)}</b>"), w.Image(format="png", _dom_classes=("ivt-panel-image",)),
+                           w.Image(format="png"), w.HTML()) for k in self.configs}
         self.row.children = [w.VBox(list(p)) for p in self.panels.values()]
         self.sample.options = shared
         self.sample.value = shared[0] if shared else None
@@ -191,6 +193,9 @@ class LiveExplorer:
                               w.HBox([self.chosen, w.VBox([self.folder, self.T])]),
                               w.HBox([self.run_button, self.stop_button, self.progress]), self.message,
                               w.HBox([self.preview, self.view.widget])])
+        for widget, name in ((self.widget, "live"), (self.expression, "expression"), (self.run_button, "run"),
+                             (self.message, "message")):
+            widget.add_class(f"ivt-{name}")
         self.load_scene()
 
     def scene(self) -> dict:

@@ -36,3 +36,37 @@ def test_samples():
     from ivt_lib.data import load_split
 
     return load_split("test", limit=12)
+
+
+def _redirect(params: dict, root) -> dict:
+    """Point every output (and the upstream inputs that notebooks pass along) into ``root``."""
+    out = dict(params)
+    for k in ("results_dir", "figures_dir", "runs_dir"):
+        out[k] = str(root / k)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_chain(tmp_path_factory):
+    """Run every notebook of the smoke tier in order, as `make reproduce TIER=smoke` does, in a fresh folder."""
+    import os
+
+    import papermill as pm
+
+    from ivt_lib import progress, reproduce
+    from ivt_lib.config import load_tier
+
+    root = tmp_path_factory.mktemp("smoke")
+    tier = load_tier("smoke")
+    errors = {}
+    saved = {k: os.environ.get(k) for k in progress.QUIET_ENV}
+    progress.quiet()  # as ivt_lib.reproduce runs them: unattended
+    for nb in reproduce.notebooks():
+        try:
+            pm.execute_notebook(str(nb), str(root / nb.name), parameters=_redirect(tier[nb.stem], root),
+                                cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+        except Exception as exc:  # recorded per notebook; later notebooks may still run
+            errors[nb.stem] = exc
+    for k, v in saved.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return root, errors

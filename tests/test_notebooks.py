@@ -88,37 +88,6 @@ def test_grpo_notebook_says_to_run_notebook_03_first(tmp_path):
                             kernel_name="python3", progress_bar=False)
 
 
-def _redirect(params: dict, root) -> dict:
-    """Point every output (and the upstream inputs that notebooks pass along) into ``root``."""
-    out = dict(params)
-    for k in ("results_dir", "figures_dir", "runs_dir"):
-        out[k] = str(root / k)
-    return out
-
-
-@pytest.fixture(scope="module")
-def smoke_chain(tmp_path_factory):
-    """Run every notebook of the smoke tier in order, as `make reproduce TIER=smoke` does, in a fresh folder."""
-    import os
-
-    from ivt_lib import progress
-
-    root = tmp_path_factory.mktemp("smoke")
-    tier = load_tier("smoke")
-    errors = {}
-    saved = {k: os.environ.get(k) for k in progress.QUIET_ENV}
-    progress.quiet()  # as ivt_lib.reproduce runs them: unattended
-    for nb in NBS:
-        try:
-            pm.execute_notebook(str(nb), str(root / nb.name), parameters=_redirect(tier[nb.stem], root),
-                                cwd=str(ROOT), kernel_name="python3", progress_bar=False)
-        except Exception as exc:  # recorded per notebook; later notebooks may still run
-            errors[nb.stem] = exc
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return root, errors
-
-
 EXPECTED = {"00_base_model": "base_model.json", "01_naive_iteration_collapse": "naive_iteration.json",
             "02_teacher_data_synthesis": "teacher_traces.json", "03_sft": "sft.json", "04_grpo": "grpo.json",
             "05_evaluation": "evaluation.json", "06_explore": None}
@@ -181,7 +150,8 @@ def test_one_parameter_per_notebook_reaches_its_code(smoke_chain):
 
 def test_executed_notebooks_read_cleanly(smoke_chain):
     """What an unattended run leaves for a reader: no frozen progress bars ("generate: 0%| | 0/16", "Loading
-    weights"), no echoed figure paths, no NaN passes for step 0 and the last step."""
+    weights"), no echoed figure paths, no NaN in a table (step 0's passes once showed NaN; so did the paper's
+    unreported numbers and an empty histogram column)."""
     root, _ = smoke_chain
     for nb in NBS:
         out = nbformat.read(root / nb.name, as_version=4)
@@ -190,5 +160,4 @@ def test_executed_notebooks_read_cleanly(smoke_chain):
                 text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
                 assert "0%|" not in text and "it/s]" not in text, (nb.stem, i, text[:120])
                 assert "PosixPath(" not in text, (nb.stem, i, text[:120])
-                if "mean_passes" in text:
-                    assert "NaN" not in text, (nb.stem, i, text[:300])
+                assert "NaN" not in text, (nb.stem, i, text[:300])  # a missing number says why, not NaN
