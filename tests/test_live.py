@@ -102,6 +102,6 @@ def test_live_explorer_runs_and_reports_in_the_widget(test_samples):
     app.family.value, app.seed.value = "refl4", 5
     assert app.expression.value == live.fresh_scene("refl4", 5)["expression"]
     app.expression.value = "the biggest object"
-    app.start()
+    app.run_button.click()  # the button, as a person presses it: its wiring is part of the widget
     app.run.thread.join(30)
     assert app.view.title.value.count("the biggest object") == 1
