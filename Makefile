@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TIER ?= default
 
-.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ test: setup
 
 smoke: setup
 	$(PY) -m ivt_lib.reproduce --tier smoke
+
+# Training seeds 1 and 2 of notebooks 03-04 after a reproduction (seed 0); mean ± sd in results/seeds.json
+seeds: setup
+	$(PY) -m ivt_lib.seeds --tier $(TIER) --seeds 1 2
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

@@ -256,6 +256,14 @@ def render(results: Path = ROOT / "results") -> str:
     sft, _ = _load(results, "sft.json")
     if sft:
         out += _phase1(sft)
+    seeds, _ = _load(results, "seeds.json")
+    if seeds:
+        from .seeds import table
+
+        out += ["### Training seeds: mean ± sd, greedy T=2 (`python -m ivt_lib.seeds`)", "",
+                "Seed 0 is the main run above; the other seeds rerun notebooks 03 and 04 on the same teacher traces "
+                "(paper-recipe rows only; the labelled extra rows are one seed). Per-seed values: `results/seeds.json`.",
+                "", *table(seeds["summary"]), ""]
     if ev:
         out += ["### Stability of every iterative configuration (05_evaluation)", "",
                 "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]
