@@ -154,7 +154,14 @@ def test_explorer_in_jupyterlab(smoke_chain, tmp_path):
     assert "06_explore" not in errors, f"notebook 06 failed under papermill: {errors.get('06_explore')}"
     t0 = time.time()
     shot = Path(os.environ.get("IVT_BROWSER_SCREENSHOT") or tmp_path / "explorer_jupyterlab.png")
-    with jupyterlab(root, tmp_path) as (url, token), sync_playwright() as p:
+    # Serve copies: JupyterLab autosaves what it runs, and the smoke run's own executed notebooks are checked by
+    # other tests (their outputs are papermill's; a person's run in the browser shows live progress bars).
+    served = tmp_path / "served"
+    served.mkdir()
+    papermills = {nb.name: nb.read_bytes() for nb in root.glob("*.ipynb")}
+    for nb in root.glob("*.ipynb"):
+        shutil.copyfile(nb, served / nb.name)
+    with jupyterlab(served, tmp_path) as (url, token), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -222,6 +229,7 @@ def test_explorer_in_jupyterlab(smoke_chain, tmp_path):
         finally:
             browser.close()
     wall = time.time() - t0
+    assert {nb.name: nb.read_bytes() for nb in root.glob("*.ipynb")} == papermills, "the browser overwrote the smoke run"
     assert len(png) > 10_000
     atomic_write_bytes(shot, png)
     if os.environ.get("IVT_BROWSER_SCREENSHOT"):  # the README's figure: say where it came from
