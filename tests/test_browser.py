@@ -229,7 +229,7 @@ def test_explorer_in_jupyterlab(smoke_chain, tmp_path):
         finally:
             browser.close()
     wall = time.time() - t0
-    assert {nb.name: nb.read_bytes() for nb in root.glob("*.ipynb")} == papermills, "the browser overwrote the smoke run"
+    assert {nb.name: nb.read_bytes() for nb in root.glob("*.ipynb")} == papermills, "browser overwrote papermill"
     assert len(png) > 10_000
     atomic_write_bytes(shot, png)
     if os.environ.get("IVT_BROWSER_SCREENSHOT"):  # the README's figure: say where it came from
