@@ -262,8 +262,9 @@ def render(results: Path = ROOT / "results") -> str:
 
         out += ["### Training seeds: mean ± sd, greedy T=2 (`python -m ivt_lib.seeds`)", "",
                 "Seed 0 is the main run above; the other seeds rerun notebooks 03 and 04 on the same teacher traces "
-                "(paper-recipe rows only; the labelled extra rows are one seed). Per-seed values: `results/seeds.json`.",
-                "", *table(seeds["summary"]), ""]
+                "(paper-recipe rows only; the labelled extra rows are one seed). Per-seed values: `results/seeds.json`."
+                + (f" For reference, the untrained base single shot: {_pct(base['overall']['acc@0.5'])} Acc@0.5."
+                   if base else ""), "", *table(seeds["summary"]), ""]
     if ev:
         out += ["### Stability of every iterative configuration (05_evaluation)", "",
                 "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]
