@@ -221,7 +221,7 @@ class LiveExplorer:
         """Run (Run button): report why not in the widget, or start the background run."""
         models = self.selected_models()
         self.progress.max, self.progress.value = max(1, len(models)), 0
-        self._sample = self.scene()
+        self._sample, self._own_expression = self.scene(), self._base["expression"]  # fixed for this run
         why = self.run.start(self._sample, models, int(self.T.value))
         self.message.value = f"<b style='color:#b00'>{html.escape(why)}</b>" if why else "running…"
 
@@ -233,4 +233,7 @@ class LiveExplorer:
             self.view.set_configs({k: [v] for k, v in r.results.items()})
         notes = [f"{html.escape(k)}: {html.escape(v)}" for k, v in r.errors.items()]
         state = "done" if r.done.is_set() else "running…"
+        if self._sample["expression"] != self._own_expression:  # the truth is still the scene's own target
+            state += (f" (IoU is against the green box, the object of the scene's own expression "
+                      f"\"{html.escape(self._own_expression)}\")")
         self.message.value = state + ("<br><b style='color:#b00'>" + "<br>".join(notes) + "</b>" if notes else "")

@@ -105,3 +105,4 @@ def test_live_explorer_runs_and_reports_in_the_widget(test_samples):
     app.run_button.click()  # the button, as a person presses it: its wiring is part of the widget
     app.run.thread.join(30)
     assert app.view.title.value.count("the biggest object") == 1
+    assert "IoU is against the green box" in app.message.value  # a typed expression keeps the scene's own truth
