@@ -29,6 +29,14 @@ def notebooks() -> list[Path]:
     return sorted(p for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
+def execute(nb: Path, out: Path, params: dict) -> None:
+    """Run one notebook through papermill as the reproduction does: the project root as cwd, the venv's kernel."""
+    import papermill as pm
+
+    pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(ROOT), kernel_name="python3",
+                        progress_bar=False, log_output=False)
+
+
 def run_key(nb: Path, params: dict, upstream: str = "") -> str:
     """Hash of a notebook's source, its parameters and the upstream notebook's key: the resume key.
 
@@ -72,8 +80,6 @@ def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
 
 def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
     """Execute the notebooks of a tier in order; return ``{notebook: seconds}`` (0 for skipped ones)."""
-    import papermill as pm
-
     progress.quiet()  # the kernels inherit it: an executed notebook keeps results, not frozen progress bars
 
     plan = validate(tier, only)
@@ -97,8 +103,7 @@ def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
             continue
         print(f"[{i}/{len(plan)}] {stem}: running ({tier} tier)", flush=True)
         t = time.time()
-        pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(ROOT),
-                            kernel_name="python3", progress_bar=False, log_output=False)
+        execute(nb, out_dir / nb.name, params)
         times[stem] = round(time.time() - t, 1)
         atomic_write_json(stamp, {"key": key, "seconds": times[stem], "finished": time.strftime("%FT%T")})
         print(f"[{i}/{len(plan)}] {stem}: done in {times[stem]:.0f} s", flush=True)

@@ -2,8 +2,7 @@
 
 ``python -m ivt_lib.seeds --tier default --seeds 1 2`` executes notebooks 03 and 04 through papermill once per seed,
 each into its own scratch folder ``<runs_dir>/seed_<k>`` (results, figures, checkpoints, trajectories and the executed
-notebooks), on the same
-teacher traces (notebook 02's, so the seed varies training, not the data) and the same base. Only the paper-recipe
+notebooks), on the same teacher traces (notebook 02's, so the seed varies training, not the data) and the same base. Only the paper-recipe
 rows are rerun: the labelled extra rows (jittered-GT, ours, refine credit, single-step) stay single-seed. Seed 0 is
 the main run in ``results/``. The summary, with every seed's numbers, goes to ``<results_dir>/seeds.json``. A seed
 whose ``grpo.json`` exists is not rerun (``--force`` reruns it); an interrupted seed resumes from its checkpoints.
@@ -20,8 +19,8 @@ from pathlib import Path
 
 from .config import ROOT, TIERS, SFTStageConfig, load_tier
 from .io import atomic_write_json, write_result
+from .reproduce import NB_DIR, execute
 
-NB_DIR = ROOT / "notebooks"
 ROWS = {"SFT + IVT": "sft.json", "SFT + GRPO + IVT": "grpo.json"}
 # (label, path into a result) of the numbers tabulated per seed
 METRICS = [("step 0 Acc@0.5", ("step0", "acc@0.5")), ("last Acc@0.5", ("last", "acc@0.5")),
@@ -52,8 +51,6 @@ def seed_params(tier: str, seed: int, runs: Path | None = None) -> dict[str, dic
 
 def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None) -> dict[str, float]:
     """Execute notebooks 03 and 04 for one seed; return ``{notebook: seconds}`` (empty when already done)."""
-    import papermill as pm
-
     from . import progress
 
     if seed == 0:
@@ -76,8 +73,7 @@ def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None
     for stem in ("03_sft", "04_grpo"):
         t = time.time()
         print(f"seed {seed}: {stem} running", flush=True)
-        pm.execute_notebook(str(NB_DIR / f"{stem}.ipynb"), str(out_dir / f"{stem}.ipynb"), parameters=params[stem],
-                            cwd=str(ROOT), kernel_name="python3", progress_bar=False, log_output=False)
+        execute(NB_DIR / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", params[stem])
         times[stem] = round(time.time() - t, 1)
         print(f"seed {seed}: {stem} done in {times[stem]:.0f} s", flush=True)
     atomic_write_json(own / "results" / "seconds.json", times)
@@ -108,7 +104,8 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict:
 def collect(tier: str, seeds: list[int], runs: Path | None = None, results: Path | None = None
             ) -> dict[int, dict[str, dict]]:
     """Load seed 0 (the tier's results) and each extra seed's results."""
-    runs, results = runs or tier_dirs(tier)[0], results or tier_dirs(tier)[1]
+    default_runs, default_results = tier_dirs(tier)
+    runs, results = runs or default_runs, results or default_results
     out = {}
     for s in [0, *seeds]:
         folder = results if s == 0 else runs / f"seed_{s}" / "results"

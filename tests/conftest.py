@@ -51,8 +51,6 @@ def smoke_chain(tmp_path_factory):
     """Run every notebook of the smoke tier in order, as `make reproduce TIER=smoke` does, in a fresh folder."""
     import os
 
-    import papermill as pm
-
     from ivt_lib import progress, reproduce
     from ivt_lib.config import load_tier
 
@@ -63,8 +61,7 @@ def smoke_chain(tmp_path_factory):
     progress.quiet()  # as ivt_lib.reproduce runs them: unattended
     for nb in reproduce.notebooks():
         try:
-            pm.execute_notebook(str(nb), str(root / nb.name), parameters=_redirect(tier[nb.stem], root),
-                                cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+            reproduce.execute(nb, root / nb.name, _redirect(tier[nb.stem], root))
         except Exception as exc:  # recorded per notebook; later notebooks may still run
             errors[nb.stem] = exc
     for k, v in saved.items():
