@@ -2,10 +2,12 @@
 
 ``python -m ivt_lib.seeds --tier default --seeds 1 2`` executes notebooks 03 and 04 through papermill once per seed,
 each into its own scratch folder ``<runs_dir>/seed_<k>`` (results, figures, checkpoints, trajectories and the executed
-notebooks), on the same teacher traces (notebook 02's, so the seed varies training, not the data) and the same base. Only the paper-recipe
-rows are rerun: the labelled extra rows (jittered-GT, ours, refine credit, single-step) stay single-seed. Seed 0 is
-the main run in ``results/``. The summary, with every seed's numbers, goes to ``<results_dir>/seeds.json``. A seed
-whose ``grpo.json`` exists is not rerun (``--force`` reruns it); an interrupted seed resumes from its checkpoints.
+notebooks), on the same teacher traces (notebook 02's, so the seed varies training, not the data) and the same base.
+By default only the paper-recipe rows are rerun; ``--extra-rows`` also reruns the two labelled extra rows of ours (the
+keep-data SFT recipe and refine-credit GRPO). Jittered-GT and single-step stay single-seed. Seed 0 is the main run in
+``results/``. The summary, with every seed's numbers, goes to ``<results_dir>/seeds.json``. A seed whose results
+hold every requested row is not rerun (``--force`` reruns it); an interrupted seed resumes from its checkpoints, and
+a finished training run is loaded, not retrained.
 """
 from __future__ import annotations
 
@@ -17,11 +19,16 @@ import sys
 import time
 from pathlib import Path
 
+from . import seed_stats
 from .config import ROOT, TIERS, SFTStageConfig, load_tier
 from .io import atomic_write_json, write_result
 from .reproduce import NB_DIR, execute
 
-ROWS = {"SFT + IVT": "sft.json", "SFT + GRPO + IVT": "grpo.json"}
+# row -> (results file, key of the row inside it; None: the file's top level is the row)
+PAPER_ROWS = {"SFT + IVT": ("sft.json", None), "SFT + GRPO + IVT": ("grpo.json", None)}
+EXTRA_ROWS = {"SFT (ours: keep data) + IVT": ("sft.json", "ours_recipe"),
+              "SFT + GRPO (ours: refine credit) + IVT": ("grpo.json", "refine_credit")}
+ROWS = {**PAPER_ROWS, **EXTRA_ROWS}
 # (label, path into a result) of the numbers tabulated per seed
 METRICS = [("step 0 Acc@0.5", ("step0", "acc@0.5")), ("last Acc@0.5", ("last", "acc@0.5")),
            ("ORACLE best step Acc@0.5", ("oracle_best_step (uses GT)", "acc@0.5")),
@@ -37,28 +44,38 @@ def tier_dirs(tier: str) -> tuple[Path, Path]:
     return ROOT / runs, ROOT / results
 
 
-def seed_params(tier: str, seed: int, runs: Path | None = None) -> dict[str, dict]:
-    """Papermill parameters of notebooks 03 and 04 for one extra seed: the tier's, redirected to its own folders."""
+def seed_params(tier: str, seed: int, runs: Path | None = None, extra_rows: bool = False) -> dict[str, dict]:
+    """Papermill parameters of notebooks 03 and 04 for one extra seed: the tier's, redirected to its own folders;
+    ``extra_rows`` also trains ours (keep data) and refine-credit GRPO."""
     runs = runs or tier_dirs(tier)[0]
     allp = load_tier(tier)
     own = runs / f"seed_{seed}"
     where = {"seed": seed, "runs_dir": str(own), "results_dir": str(own / "results"),
              "figures_dir": str(own / "figures")}
     return {"03_sft": {**allp.get("03_sft", {}), **where, "traces_dir": str(runs / "traces"),
-                       "ablation_jittered": False, "recipe_ours": False},
-            "04_grpo": {**allp.get("04_grpo", {}), **where, "refine_credit_ablation": False, "single_step": False}}
+                       "ablation_jittered": False, "recipe_ours": extra_rows},
+            "04_grpo": {**allp.get("04_grpo", {}), **where, "refine_credit_ablation": extra_rows,
+                        "single_step": False}}
 
 
-def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None) -> dict[str, float]:
+def seed_done(folder: Path, extra_rows: bool = False) -> bool:
+    """Whether a seed's results folder holds every requested row."""
+    want = ROWS if extra_rows else PAPER_ROWS
+    return all((folder / f).exists() and (key is None or json.loads((folder / f).read_text()).get(key))
+               for f, key in want.values())
+
+
+def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None, extra_rows: bool = False
+             ) -> dict[str, float]:
     """Execute notebooks 03 and 04 for one seed; return ``{notebook: seconds}`` (empty when already done)."""
     from . import progress
 
     if seed == 0:
         raise ValueError("seed 0 is the main run (python -m ivt_lib.reproduce); pick other seeds")
     runs = runs or tier_dirs(tier)[0]
-    params = seed_params(tier, seed, runs)
+    params = seed_params(tier, seed, runs, extra_rows)
     own = Path(params["03_sft"]["runs_dir"])
-    if not force and (own / "results" / "grpo.json").exists():
+    if not force and seed_done(own / "results", extra_rows):
         print(f"seed {seed}: done before, skipped (--force reruns it)", flush=True)
         return {}
     base = runs / "trajectories" / "base_single_shot.jsonl"  # the paired CIs compare with the same base answers
@@ -76,7 +93,11 @@ def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None
         execute(NB_DIR / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", params[stem])
         times[stem] = round(time.time() - t, 1)
         print(f"seed {seed}: {stem} done in {times[stem]:.0f} s", flush=True)
-    atomic_write_json(own / "results" / "seconds.json", times)
+    prev = own / "results" / "seconds.json"  # keep earlier runs' timings: a rerun for the extra rows loads the rest
+    runs_before = json.loads(prev.read_text()).get("runs", []) if prev.exists() else []
+    if prev.exists() and not runs_before:
+        runs_before = [{"extra_rows": False, **json.loads(prev.read_text())}]
+    atomic_write_json(prev, {**times, "runs": [*runs_before, {"extra_rows": extra_rows, **times}]})
     return times
 
 
@@ -91,6 +112,8 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict:
     out = {}
     for row in ROWS:
         have = {s: r[row] for s, r in sorted(per_seed.items()) if row in r}
+        if not have:
+            continue
         stats = {}
         for label, path in METRICS:
             vals = {s: _get(r, path) for s, r in have.items()}
@@ -109,7 +132,9 @@ def collect(tier: str, seeds: list[int], runs: Path | None = None, results: Path
     out = {}
     for s in [0, *seeds]:
         folder = results if s == 0 else runs / f"seed_{s}" / "results"
-        got = {row: json.loads((folder / f).read_text()) for row, f in ROWS.items() if (folder / f).exists()}
+        files = {f: json.loads((folder / f).read_text()) for f in {f for f, _ in ROWS.values()} if (folder / f).exists()}
+        got = {row: files[f] if key is None else files[f].get(key) for row, (f, key) in ROWS.items() if f in files}
+        got = {row: r for row, r in got.items() if r}
         if got:
             out[s] = got
     return out
@@ -135,18 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", default="default", choices=TIERS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--force", action="store_true", help="rerun seeds that finished before")
+    ap.add_argument("--extra-rows", action="store_true", help="also rerun ours (keep data) and refine-credit GRPO")
     a = ap.parse_args(argv)
     t0 = time.time()
     for s in a.seeds:
-        run_seed(a.tier, s, a.force)
+        run_seed(a.tier, s, a.force, extra_rows=a.extra_rows)
     runs, results = tier_dirs(a.tier)
     seconds = {s: json.loads(f.read_text()) for s in a.seeds
                if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
     summary = summarize(collect(a.tier, a.seeds))
-    write_result(results / "seeds.json", {"summary": summary, "seconds": seconds},
-                 {"tier": a.tier, "seeds": a.seeds, "rerun": "notebooks 03 and 04, paper-recipe rows only"},
+    paired = seed_stats.per_seed(runs, a.seeds)
+    write_result(results / "seeds.json", {"summary": summary, "seconds": seconds, "paired_by_seed": paired},
+                 {"tier": a.tier, "seeds": a.seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
+                  + (" and ours (keep data, refine credit)" if a.extra_rows else " only")},
                  time.time() - t0)
-    print("\n".join(table(summary)))
+    print("\n".join([*table(summary), "", *seed_stats.contrast_table(paired), "", *seed_stats.hard_table(paired)]))
     return 0
 
 

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from ivt_lib import seeds
+from ivt_lib import seed_stats, seeds
 
 
 def _result(step0: float, last: float, deg: float) -> dict:
@@ -21,6 +21,35 @@ def test_seed_params_redirect_every_output_and_drop_the_extra_rows(tmp_path):
     assert p["03_sft"]["traces_dir"] == str(tmp_path / "traces")  # the same teacher data as seed 0
     assert not p["03_sft"]["recipe_ours"] and not p["03_sft"]["ablation_jittered"]
     assert not p["04_grpo"]["refine_credit_ablation"] and not p["04_grpo"]["single_step"]
+
+
+def test_extra_rows_train_ours_and_refine_credit_but_not_the_other_ablations(tmp_path):
+    p = seeds.seed_params("default", 3, tmp_path, extra_rows=True)
+    assert p["03_sft"]["recipe_ours"] and p["04_grpo"]["refine_credit_ablation"]
+    assert not p["03_sft"]["ablation_jittered"] and not p["04_grpo"]["single_step"]
+
+
+def test_a_seed_is_done_only_when_every_requested_row_is_there(tmp_path):
+    assert not seeds.seed_done(tmp_path)
+    (tmp_path / "sft.json").write_text(json.dumps({**_result(0.5, 0.4, 0.1), "ours_recipe": None}))
+    (tmp_path / "grpo.json").write_text(json.dumps({**_result(0.5, 0.4, 0.1), "refine_credit": None}))
+    assert seeds.seed_done(tmp_path) and not seeds.seed_done(tmp_path, extra_rows=True)
+    (tmp_path / "sft.json").write_text(json.dumps({**_result(0.5, 0.4, 0.1), "ours_recipe": _result(0.6, 0.5, 0.1)}))
+    assert not seeds.seed_done(tmp_path, extra_rows=True)  # refine credit still missing
+    (tmp_path / "grpo.json").write_text(json.dumps({**_result(0.5, 0.4, 0.1), "refine_credit": _result(0.5, 0.5, 0.0)}))
+    assert seeds.seed_done(tmp_path, extra_rows=True)
+
+
+def test_collect_reads_the_extra_rows_nested_in_the_results(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "sft.json").write_text(json.dumps({**_result(0.5, 0.4, 0.1), "ours_recipe": _result(0.6, 0.55, 0.05)}))
+    (res / "grpo.json").write_text(json.dumps({**_result(0.5, 0.45, 0.08), "refine_credit": None}))
+    got = seeds.collect("smoke", [], tmp_path, res)
+    assert set(got[0]) == {"SFT + IVT", "SFT + GRPO + IVT", "SFT (ours: keep data) + IVT"}  # None: not run
+    out = seeds.summarize(got)
+    assert out["SFT (ours: keep data) + IVT"]["step 0 Acc@0.5"]["mean"] == 0.6
+    assert "SFT + GRPO (ours: refine credit) + IVT" not in out
 
 
 def test_summary_keeps_every_seed_and_its_mean_and_sd():
@@ -58,3 +87,15 @@ def test_an_extra_smoke_seed_trains_and_is_summarized(smoke_chain):
     assert seeds.run_seed("smoke", 1, runs=runs) == {}  # done: not rerun
     out = seeds.summarize(seeds.collect("smoke", [1], runs, results))
     assert out["SFT + GRPO + IVT"]["seeds"] == [0, 1] and out["SFT + GRPO + IVT"]["degradation"]["sd"] is not None
+    # the extra rows on the same seed: the finished paper-recipe runs are loaded, ours and refine credit are trained
+    times = seeds.run_seed("smoke", 1, runs=runs, extra_rows=True)
+    assert set(times) == {"03_sft", "04_grpo"}
+    logged = json.loads((runs / "seed_1" / "results" / "seconds.json").read_text())["runs"]
+    assert [r["extra_rows"] for r in logged] == [False, True]
+    again = json.loads((runs / "seed_1" / "results" / "sft.json").read_text())
+    assert again["step0"] == own["step0"] and again["ours_recipe"] is not None  # loaded, not retrained: same answers
+    assert seeds.seed_done(runs / "seed_1" / "results", extra_rows=True)
+    out = seeds.summarize(seeds.collect("smoke", [1], runs, results))
+    assert set(out) == set(seeds.ROWS) and out["SFT (ours: keep data) + IVT"]["seeds"] == [0, 1]
+    paired = seed_stats.per_seed(runs, [1])
+    assert set(paired) == {0, 1} and len(paired[1]["contrasts"]) == len(seed_stats.CONTRASTS)

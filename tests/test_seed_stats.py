@@ -1,0 +1,44 @@
+"""Per-seed paired contrasts between configurations and the hard-case gain, on trajectories made here."""
+import pytest
+
+from ivt_lib import io, seed_stats
+from ivt_lib.loop import StepRecord, Trajectory
+
+
+def _trajs(ious: list[list[float]]) -> list[Trajectory]:
+    return [Trajectory(f"s{i}", "refl4", (0, 0, 10, 10), 64, 64,
+                       [StepRecord("x", (0, 0, 10, 10), v, True) for v in row]) for i, row in enumerate(ious)]
+
+
+def test_hard_gain_uses_only_the_hard_cases_and_its_ci_brackets_the_gain():
+    trajs = _trajs([[0.1, 0.4], [0.2, 0.6], [0.3, 0.3], [0.9, 0.1]])  # the last is easy: its loss is not counted
+    h = seed_stats.hard_gain(trajs)
+    assert h["n"] == 3 and h["mean_iou_step0"] == pytest.approx(0.2) and h["gain"] == pytest.approx(0.7 / 3)
+    assert h["ci_gain"][0] <= h["gain"] <= h["ci_gain"][1]
+    assert seed_stats.hard_gain(_trajs([[0.9, 0.9]])) == {"n": 0}
+
+
+def test_per_seed_contrasts_rows_trained_with_the_same_seed(tmp_path):
+    n = 60
+    sft = _trajs([[0.6, 0.3 if i % 2 else 0.7] for i in range(n)])     # half of the last steps wrong
+    grpo = _trajs([[0.6, 0.7] for _ in range(n)])                      # every last step right
+    for seed, folder in ((0, tmp_path / "trajectories"), (1, tmp_path / "seed_1" / "trajectories")):
+        io.save_trajectories(folder / "sft.jsonl", sft)
+        io.save_trajectories(folder / "grpo.jsonl", grpo if seed == 0 else sft)
+    ps = seed_stats.per_seed(tmp_path, [1, 2])  # seed 2 has no folder: left out
+    assert set(ps) == {0, 1}
+    key = "SFT + GRPO + IVT vs SFT + IVT, last step"
+    assert set(ps[0]["contrasts"]) == {key}  # the extra rows' files are absent
+    assert ps[0]["contrasts"][key]["d_acc@0.5"] == pytest.approx(0.5) and ps[0]["contrasts"][key]["significant"]
+    assert ps[1]["contrasts"][key]["d_acc@0.5"] == 0 and not ps[1]["contrasts"][key]["significant"]
+    lines = seed_stats.contrast_table(ps)
+    assert lines[2].startswith("| 0 | +50.0 [") and lines[3].endswith("no difference |")
+    hard = seed_stats.hard_table(ps)
+    assert len(hard) == 2  # no hard cases (every step 0 is 0.6): header only
+
+
+def test_trajectories_of_different_lengths_are_refused(tmp_path):
+    io.save_trajectories(tmp_path / "trajectories" / "sft.jsonl", _trajs([[0.1, 0.2]] * 3))
+    io.save_trajectories(tmp_path / "trajectories" / "grpo.jsonl", _trajs([[0.1, 0.2]] * 2))
+    with pytest.raises(ValueError, match="seed 0: trajectories of different lengths"):
+        seed_stats.per_seed(tmp_path, [])
