@@ -41,6 +41,10 @@ class SFTRunConfig:
     warmup_ratio: float = 0.05
     save_steps: int = 50
     logging_steps: int = 5
+    # Recompute activations in the backward pass: saves GPU memory on the 4B model (trl's default, the paper tier's
+    # choice), costs time and saves nothing that matters on the tiny CPU model. The same gradients either way, so
+    # it is not part of the resume manifest.
+    gradient_checkpointing: bool = False
     seed: int = 0
     quantize_4bit: bool = False
     bf16: bool = False
@@ -72,7 +76,8 @@ def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: 
     import os
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "train_batch_size", "grad_accum")}
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("save_steps", "logging_steps", "train_batch_size", "grad_accum",
+                                                      "gradient_checkpointing")}
     msgs = train_dataset["messages"][:]  # a list (datasets 5 returns a lazy Column, whose str() is a preview)
     h = hashlib.sha256(json.dumps(msgs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     local = Path(model_path)
@@ -125,7 +130,8 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         assistant_only_loss=True, max_length=None, use_cpu=device == "cpu", bf16=cfg.bf16, report_to="none",
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress.enabled(), loss_type="nll")
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress.enabled(), loss_type="nll",
+        gradient_checkpointing=cfg.gradient_checkpointing)
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,

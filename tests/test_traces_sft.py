@@ -170,3 +170,24 @@ def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_p
     out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, sft.SFTRunConfig(max_steps=1, train_batch_size=4), device="cpu")
     assert out["steps"] == 1 and out["resumed_from"] is None
     assert '"another model"' not in (tmp_path / "run_config.json").read_text()
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, trace_ds, tmp_path):
+    """On or off, the same adapter (the recomputed forward is the same forward); so a run may resume either way."""
+    from safetensors.torch import load_file
+
+    cfg = sft.SFTRunConfig(max_steps=2, train_batch_size=4, save_steps=10, logging_steps=1, lora_r=8, lora_alpha=16)
+    outs = {}
+    for gc in (True, False):
+        run = dataclasses.replace(cfg, gradient_checkpointing=gc)
+        outs[gc] = sft.run_sft(str(tiny_dir), trace_ds, tmp_path / str(gc), run, device="cpu")
+        assert sft.run_manifest(str(tiny_dir), trace_ds, run) == sft.run_manifest(str(tiny_dir), trace_ds, cfg)
+    a, b = (load_file(str(tmp_path / str(gc) / "adapter" / "adapter_model.safetensors")) for gc in (True, False))
+    assert a.keys() == b.keys() and all(torch_allclose(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in outs[True]["log_history"]] == pytest.approx([h["loss"] for h in outs[False]["log_history"]])
+
+
+def torch_allclose(x, y) -> bool:
+    import torch
+
+    return bool(torch.allclose(x, y, rtol=1e-5, atol=1e-6))
