@@ -5,6 +5,10 @@
 inputs are unchanged since its last successful run is skipped, so an interrupted run resumes from the first
 unfinished notebook. The key chains a hash of the library (``ivt_lib/*.py``) and the shipped data (``data/``)
 into every notebook's key, so a change to either reruns everything after it. ``--force`` reruns everything.
+
+``--seeds 1 2`` (what ``make reproduce`` passes in the default tier) also trains those extra seeds of notebooks 03
+and 04, with the labelled extra rows (``ivt_lib.seeds``), right after notebook 04, so that notebook 05 shows every
+seed's numbers. The seeds have a stamp of their own, chained like a notebook's: a rerun of notebook 04 reruns them.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from .io import atomic_write_json
 
 log = logging.getLogger(__name__)
 NB_DIR = ROOT / "notebooks"
+SEEDS_AFTER = "04_grpo"  # the extra training seeds run after this notebook, before the evaluation
 
 
 def notebooks() -> list[Path]:
@@ -78,8 +83,9 @@ def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
     return out
 
 
-def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
-    """Execute the notebooks of a tier in order; return ``{notebook: seconds}`` (0 for skipped ones)."""
+def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+    """Execute the notebooks of a tier in order, and the extra training ``seeds`` after notebook 04; return
+    ``{notebook: seconds}`` (0 for skipped ones; the seeds under ``"seeds"``)."""
     progress.quiet()  # the kernels inherit it: an executed notebook keeps results, not frozen progress bars
 
     plan = validate(tier, only)
@@ -94,20 +100,39 @@ def run(tier: str, force: bool = False, only: list[str] | None = None) -> dict:
         # (else an unchanged notebook reruns under --only and its stamp then invalidates the next full run).
         stem = nb.stem
         key = run_key(nb, plan.get(stem, allp.get(stem, {})), key)
-        if stem not in plan:
-            continue
-        i, params, stamp = i + 1, plan[stem], stamps / f"{stem}.json"
-        if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-            print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
-            times[stem] = 0.0
-            continue
-        print(f"[{i}/{len(plan)}] {stem}: running ({tier} tier)", flush=True)
-        t = time.time()
-        execute(nb, out_dir / nb.name, params)
-        times[stem] = round(time.time() - t, 1)
-        atomic_write_json(stamp, {"key": key, "seconds": times[stem], "finished": time.strftime("%FT%T")})
-        print(f"[{i}/{len(plan)}] {stem}: done in {times[stem]:.0f} s", flush=True)
+        if stem in plan:
+            i, params, stamp = i + 1, plan[stem], stamps / f"{stem}.json"
+            if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+                print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
+                times[stem] = 0.0
+            else:
+                print(f"[{i}/{len(plan)}] {stem}: running ({tier} tier)", flush=True)
+                t = time.time()
+                execute(nb, out_dir / nb.name, params)
+                times[stem] = round(time.time() - t, 1)
+                atomic_write_json(stamp, {"key": key, "seconds": times[stem], "finished": time.strftime("%FT%T")})
+                print(f"[{i}/{len(plan)}] {stem}: done in {times[stem]:.0f} s", flush=True)
+        if stem == SEEDS_AFTER and seeds:
+            key = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]  # 05 shows the seeds
+            if stem in plan:
+                _run_seeds(tier, seeds, key, stamps / "seeds.json", force, times)
     return times
+
+
+def _run_seeds(tier: str, seeds: list[int], key: str, stamp: Path, force: bool, times: dict) -> None:
+    """The extra training seeds, unless their stamp matches ``key``."""
+    from . import seeds as seeds_mod  # here: seeds imports this module
+
+    if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+        print(f"seeds {seeds}: up to date, skipped", flush=True)
+        times["seeds"] = 0.0
+        return
+    print(f"seeds {seeds}: running notebooks 03 and 04 per seed ({tier} tier)", flush=True)
+    t = time.time()
+    seeds_mod.run_all(tier, seeds, force=True, extra_rows=True)  # loads finished trainings, reruns the rest
+    times["seeds"] = round(time.time() - t, 1)
+    atomic_write_json(stamp, {"key": key, "seconds": times["seeds"], "finished": time.strftime("%FT%T")})
+    print(f"seeds {seeds}: done in {times['seeds']:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", default="default", choices=TIERS)
     ap.add_argument("--force", action="store_true", help="rerun notebooks even if up to date")
     ap.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[], help="extra training seeds after notebook 04")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t = time.time()
-    times = run(a.tier, a.force, a.only)
+    times = run(a.tier, a.force, a.only, a.seeds)
     print(f"all done in {time.time() - t:.0f} s: {json.dumps(times)}")
     return 0
 

@@ -154,6 +154,34 @@ def table(summary: dict) -> list[str]:
     return lines
 
 
+def markdown(result: dict) -> str:
+    """A ``seeds.json`` as markdown: mean ± sd per configuration, the per-seed contrasts and the hard cases."""
+    paired = {int(k): v for k, v in result.get("paired_by_seed", {}).items()}
+    parts = [*table(result["summary"])]
+    if paired:
+        parts += ["", "Last steps of configurations trained with the same seed (ΔAcc@0.5 pp [95 % CI], McNemar p):", "",
+                  *seed_stats.contrast_table(paired), "", "Hard cases (step-0 IoU < 0.5):", "",
+                  *seed_stats.hard_table(paired)]
+    return "\n".join(parts)
+
+
+def run_all(tier: str, seeds: list[int], force: bool = False, extra_rows: bool = False) -> dict:
+    """Run each seed (skipping finished ones unless ``force``), then write ``<results>/seeds.json``; its content."""
+    t0 = time.time()
+    for s in seeds:
+        run_seed(tier, s, force, extra_rows=extra_rows)
+    runs, results = tier_dirs(tier)
+    seconds = {s: json.loads(f.read_text()) for s in seeds
+               if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
+    out = {"summary": summarize(collect(tier, seeds)), "seconds": seconds,
+           "paired_by_seed": seed_stats.per_seed(runs, seeds)}
+    write_result(results / "seeds.json", out,
+                 {"tier": tier, "seeds": seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
+                  + (" and ours (keep data, refine credit)" if extra_rows else " only")},
+                 time.time() - t0)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description="Rerun notebooks 03 and 04 with extra training seeds; mean ± sd.")
@@ -162,19 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="rerun seeds that finished before")
     ap.add_argument("--extra-rows", action="store_true", help="also rerun ours (keep data) and refine-credit GRPO")
     a = ap.parse_args(argv)
-    t0 = time.time()
-    for s in a.seeds:
-        run_seed(a.tier, s, a.force, extra_rows=a.extra_rows)
-    runs, results = tier_dirs(a.tier)
-    seconds = {s: json.loads(f.read_text()) for s in a.seeds
-               if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
-    summary = summarize(collect(a.tier, a.seeds))
-    paired = seed_stats.per_seed(runs, a.seeds)
-    write_result(results / "seeds.json", {"summary": summary, "seconds": seconds, "paired_by_seed": paired},
-                 {"tier": a.tier, "seeds": a.seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
-                  + (" and ours (keep data, refine credit)" if a.extra_rows else " only")},
-                 time.time() - t0)
-    print("\n".join([*table(summary), "", *seed_stats.contrast_table(paired), "", *seed_stats.hard_table(paired)]))
+    print(markdown(run_all(a.tier, a.seeds, a.force, a.extra_rows)))
     return 0
 
 

@@ -263,3 +263,23 @@ def test_library_or_data_change_reruns_the_notebooks(sandbox):
     (root / "data" / "model.safetensors").write_bytes(b"new weights")
     reproduce.run(TIER)
     assert rec.ran() == STEMS
+
+
+def test_extra_seeds_run_after_their_notebook_and_chain_into_the_next(sandbox, monkeypatch):
+    from ivt_lib import seeds
+
+    rec = sandbox["rec"]
+    monkeypatch.setattr(reproduce, "SEEDS_AFTER", STEMS[1])
+    monkeypatch.setattr(seeds, "run_all", lambda tier, s, force=False, extra_rows=False:
+                        rec.calls.append((f"seeds {s}", {"force": force, "extra_rows": extra_rows}, {})))
+    times = reproduce.run(TIER, seeds=[1, 2])
+    assert [c[0] for c in rec.calls] == [STEMS[0], STEMS[1], "seeds [1, 2]", STEMS[2]]
+    assert rec.calls[2][1] == {"force": True, "extra_rows": True} and "seeds" in times
+    rec.ran()
+    assert reproduce.run(TIER, seeds=[1, 2])["seeds"] == 0.0 and rec.ran() == []  # stamped: skipped
+    reproduce.run(TIER, seeds=[1])  # other seeds: they rerun, and so does the notebook after them, not before
+    assert rec.ran() == ["seeds [1]", STEMS[2]]
+    reproduce.run(TIER, only=[STEMS[2]], seeds=[1])  # --only computes the same chained key
+    assert rec.ran() == []
+    reproduce.run(TIER)  # no seeds: the evaluation's input changed
+    assert rec.ran() == [STEMS[2]]
