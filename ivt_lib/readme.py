@@ -129,7 +129,7 @@ def render(results: Path = ROOT / "results") -> str:
         out += tables.phase1(sft)
     seeds, _ = _load(results, "seeds.json")
     if seeds:
-        from .seed_stats import contrast_table, hard_table
+        from .seed_stats import contrast_table, hard_table, validation_table
         from .seeds import EXTRA_ROWS, table
 
         extra = any(len(seeds["summary"].get(r, {}).get("seeds", [])) > 1 for r in EXTRA_ROWS)
@@ -146,6 +146,10 @@ def render(results: Path = ROOT / "results") -> str:
                     "bootstrap CI], exact McNemar p (505 test samples).", "", *contrast_table(ps), "",
                     "Hard cases (step-0 IoU < 0.5; paper, SFT + GRPO: 0.108 → 0.149 mean IoU): mean IoU at step 0 and "
                     "at the last step, and each seed's gain with its 95 % paired bootstrap CI.", "", *hard_table(ps), ""]
+        if seeds.get("validation_curves"):
+            out += ["GRPO validation curves (greedy T-step on a fixed validation subset; the SFT start, then every "
+                    "`val_every` updates): first- and last-quarter mean degradation per seed.", "",
+                    *validation_table(seeds["validation_curves"]), ""]
     if ev:
         out += ["### Stability of every iterative configuration (05_evaluation)", "",
                 "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]

@@ -8,6 +8,10 @@ What they lack is the comparison *between* configurations trained with the same 
 * **hard cases:** samples whose step-0 IoU is below 0.5 (the paper's hard cases); their mean IoU at step 0 and at
   the last step, and the gain's 95 % paired bootstrap CI. "Refinement still refines" needs this gain above 0.
 
+* **validation curves:** each GRPO run's greedy validation curve (the SFT start, then every ``val_every`` updates):
+  its first- and last-quarter mean degradation. The curve shows learning when the mean fall over seeds exceeds the
+  spread (sd) of that fall over seeds.
+
 A difference whose CI contains 0 is no difference; the tables say so per seed.
 """
 from __future__ import annotations
@@ -99,4 +103,38 @@ def hard_table(ps: dict[int, dict]) -> list[str]:
         ns = ", ".join(str(h["n"]) for h in have.values())
         lines.append(f"| {row} | {', '.join(map(str, have))} | {ns} | {ms('mean_iou_step0')} | {ms('mean_iou_last')} "
                      f"| {gains} |")
+    return lines
+
+
+def validation_points(result: dict, key: str = "degradation") -> list[float]:
+    """A GRPO result's validation curve: the start (``val0``, the SFT policy) then every logged validation."""
+    return [result["val0"][key], *[e["val"][key] for e in result.get("training_log", []) if "val" in e]]
+
+
+def validation_curves(per_seed_results: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Per GRPO row: each seed's first/last-quarter degradation, the fall's mean and sd, and whether it shows
+    learning (mean fall > sd of the fall; needs >= 2 seeds)."""
+    out = {}
+    for row in ("SFT + GRPO + IVT", "SFT + GRPO (ours: refine credit) + IVT"):
+        have = {s: stats.quarter_trend(validation_points(r[row])) for s, r in sorted(per_seed_results.items())
+                if row in r and r[row].get("val0") and len(validation_points(r[row])) >= 2}
+        if not have:
+            continue
+        falls = [-t["change"] for t in have.values()]
+        sd = statistics.stdev(falls) if len(falls) > 1 else None
+        out[row] = {"per_seed": have, "fall_mean": statistics.fmean(falls), "fall_sd": sd,
+                    "learning": None if sd is None else bool(statistics.fmean(falls) > sd)}
+    return out
+
+
+def validation_table(curves: dict[str, dict]) -> list[str]:
+    """Markdown: per GRPO row, each seed's first → last quarter degradation, and the fall's mean ± sd."""
+    lines = ["| GRPO run | first → last quarter degradation, per seed | fall, mean ± sd over seeds | learning? |",
+             "|---|---|---|---|"]
+    for row, c in curves.items():
+        per = "; ".join(f"{s}: {t['first_quarter']:.3f} → {t['last_quarter']:.3f}" for s, t in c["per_seed"].items())
+        sd = f" ± {c['fall_sd']:.3f}" if c["fall_sd"] is not None else ""
+        verdict = ("one seed: no spread" if c["learning"] is None else
+                   "yes (fall > sd)" if c["learning"] else "no (fall within the seed spread)")
+        lines.append(f"| {row} | {per} | {c['fall_mean']:+.3f}{sd} | {verdict} |")
     return lines

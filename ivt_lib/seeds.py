@@ -162,6 +162,9 @@ def markdown(result: dict) -> str:
         parts += ["", "Last steps of configurations trained with the same seed (ΔAcc@0.5 pp [95 % CI], McNemar p):", "",
                   *seed_stats.contrast_table(paired), "", "Hard cases (step-0 IoU < 0.5):", "",
                   *seed_stats.hard_table(paired)]
+    if result.get("validation_curves"):
+        parts += ["", "GRPO validation curves (48 validation samples, greedy):", "",
+                  *seed_stats.validation_table(result["validation_curves"])]
     return "\n".join(parts)
 
 
@@ -173,8 +176,9 @@ def run_all(tier: str, seeds: list[int], force: bool = False, extra_rows: bool =
     runs, results = tier_dirs(tier)
     seconds = {s: json.loads(f.read_text()) for s in seeds
                if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
-    out = {"summary": summarize(collect(tier, seeds)), "seconds": seconds,
-           "paired_by_seed": seed_stats.per_seed(runs, seeds)}
+    results_by_seed = collect(tier, seeds)
+    out = {"summary": summarize(results_by_seed), "seconds": seconds, "paired_by_seed": seed_stats.per_seed(runs, seeds),
+           "validation_curves": seed_stats.validation_curves(results_by_seed)}
     write_result(results / "seeds.json", out,
                  {"tier": tier, "seeds": seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
                   + (" and ours (keep data, refine credit)" if extra_rows else " only")},

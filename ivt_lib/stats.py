@@ -80,3 +80,13 @@ def proportion_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, floa
         raise ValueError("proportion_ci needs n > 0")
     ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def quarter_trend(xs: Sequence[float]) -> dict:
+    """First- and last-quarter means of a curve (``max(1, n // 4)`` points each) and their change (last - first)."""
+    x = np.asarray(xs, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"quarter_trend needs a curve of at least 2 points, got {x.size}")
+    k = max(1, x.size // 4)
+    first, last = float(x[:k].mean()), float(x[-k:].mean())
+    return {"first_quarter": first, "last_quarter": last, "change": last - first, "points": int(x.size), "k": k}

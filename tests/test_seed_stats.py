@@ -42,3 +42,23 @@ def test_trajectories_of_different_lengths_are_refused(tmp_path):
     io.save_trajectories(tmp_path / "trajectories" / "grpo.jsonl", _trajs([[0.1, 0.2]] * 2))
     with pytest.raises(ValueError, match="seed 0: trajectories of different lengths"):
         seed_stats.per_seed(tmp_path, [])
+
+
+def _grpo(curve: list[float]) -> dict:
+    """A GRPO result whose validation curve is ``curve``: the start, then one validation every 10 updates."""
+    return {"val0": {"degradation": curve[0]},
+            "training_log": [{"iteration": 10 * i, "val": {"degradation": v}} for i, v in enumerate(curve[1:], 1)]}
+
+
+def test_validation_curves_need_a_fall_larger_than_its_seed_spread():
+    falling = {s: {"SFT + GRPO + IVT": _grpo([0.10, 0.10, 0.08, 0.06 + s / 1000, 0.05])} for s in range(3)}
+    c = seed_stats.validation_curves(falling)["SFT + GRPO + IVT"]
+    assert set(c["per_seed"]) == {0, 1, 2} and c["fall_mean"] == pytest.approx(0.05, abs=1e-3) and c["learning"]
+    noisy = {0: {"SFT + GRPO + IVT": _grpo([0.10, 0.05])}, 1: {"SFT + GRPO + IVT": _grpo([0.10, 0.15])}}
+    c = seed_stats.validation_curves(noisy)["SFT + GRPO + IVT"]
+    assert c["fall_mean"] == pytest.approx(0.0) and c["learning"] is False
+    one = seed_stats.validation_curves({0: {"SFT + GRPO + IVT": _grpo([0.1, 0.05])}})["SFT + GRPO + IVT"]
+    assert one["learning"] is None and one["fall_sd"] is None
+    lines = seed_stats.validation_table({"SFT + GRPO + IVT": c})
+    assert "no (fall within the seed spread)" in lines[2]
+    assert seed_stats.validation_curves({0: {"SFT + IVT": {}}}) == {}  # no GRPO row: nothing

@@ -65,3 +65,14 @@ def test_wilson_interval():
     assert lo == 0.0 and 0.2 < hi < 0.35
     lo, hi = stats.proportion_ci(50, 100)
     assert lo == pytest.approx(1 - hi)
+
+
+def test_quarter_trend_compares_the_first_and_last_quarter_means():
+    from ivt_lib.stats import quarter_trend
+
+    t = quarter_trend([0.10, 0.12, 0.09, 0.08, 0.07, 0.05, 0.06, 0.04, 0.06])  # 9 points: 2 per quarter
+    assert t["k"] == 2 and t["first_quarter"] == pytest.approx(0.11) and t["last_quarter"] == pytest.approx(0.05)
+    assert t["change"] == pytest.approx(-0.06)
+    assert quarter_trend([1.0, 0.0])["change"] == -1.0
+    with pytest.raises(ValueError, match="at least 2 points"):
+        quarter_trend([0.1])
