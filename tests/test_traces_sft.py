@@ -173,7 +173,8 @@ def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_p
 
 
 def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, trace_ds, tmp_path):
-    """On or off, the same adapter (the recomputed forward is the same forward); so a run may resume either way."""
+    """On or off, the same adapter bit for bit (the recomputed forward is the same forward): the committed results,
+    trained with it on, are what a run with it off reproduces; and a run may resume either way."""
     from safetensors.torch import load_file
 
     cfg = sft.SFTRunConfig(max_steps=2, train_batch_size=4, save_steps=10, logging_steps=1, lora_r=8, lora_alpha=16)
@@ -183,11 +184,5 @@ def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, trace_ds
         outs[gc] = sft.run_sft(str(tiny_dir), trace_ds, tmp_path / str(gc), run, device="cpu")
         assert sft.run_manifest(str(tiny_dir), trace_ds, run) == sft.run_manifest(str(tiny_dir), trace_ds, cfg)
     a, b = (load_file(str(tmp_path / str(gc) / "adapter" / "adapter_model.safetensors")) for gc in (True, False))
-    assert a.keys() == b.keys() and all(torch_allclose(a[k], b[k]) for k in a)
-    assert [h["loss"] for h in outs[True]["log_history"]] == pytest.approx([h["loss"] for h in outs[False]["log_history"]])
-
-
-def torch_allclose(x, y) -> bool:
-    import torch
-
-    return bool(torch.allclose(x, y, rtol=1e-5, atol=1e-6))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)  # bit for bit, on CPU
+    assert [h["loss"] for h in outs[True]["log_history"]] == [h["loss"] for h in outs[False]["log_history"]]
