@@ -131,7 +131,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         assistant_only_loss=True, max_length=None, use_cpu=device == "cpu", bf16=cfg.bf16, report_to="none",
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress.enabled(), loss_type="nll",
-        gradient_checkpointing=cfg.gradient_checkpointing)
+        activation_checkpointing=cfg.gradient_checkpointing)  # transformers 5 name of gradient checkpointing
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,

@@ -172,16 +172,28 @@ def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_p
     assert '"another model"' not in (tmp_path / "run_config.json").read_text()
 
 
-def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, trace_ds, tmp_path):
+def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, trace_ds, tmp_path, monkeypatch):
     """On or off, the same adapter bit for bit (the recomputed forward is the same forward): the committed results,
     trained with it on, are what a run with it off reproduces; and a run may resume either way."""
     from safetensors.torch import load_file
 
     cfg = sft.SFTRunConfig(max_steps=2, train_batch_size=4, save_steps=10, logging_steps=1, lora_r=8, lora_alpha=16)
+    from transformers import PreTrainedModel
+
+    real, enabled = PreTrainedModel.activation_checkpointing_enable, []
+
+    def spy(self, *a, **k):
+        enabled.append(gc)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)  # transformers 5 name
     outs = {}
     for gc in (True, False):
         run = dataclasses.replace(cfg, gradient_checkpointing=gc)
         outs[gc] = sft.run_sft(str(tiny_dir), trace_ds, tmp_path / str(gc), run, device="cpu")
+    assert enabled and set(enabled) == {True}  # the parameter reaches the model: on when asked, and only then
+    for gc in (True, False):
+        run = dataclasses.replace(cfg, gradient_checkpointing=gc)
         assert sft.run_manifest(str(tiny_dir), trace_ds, run) == sft.run_manifest(str(tiny_dir), trace_ds, cfg)
     a, b = (load_file(str(tmp_path / str(gc) / "adapter" / "adapter_model.safetensors")) for gc in (True, False))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)  # bit for bit, on CPU
