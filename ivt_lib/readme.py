@@ -146,6 +146,13 @@ def render(results: Path = ROOT / "results") -> str:
                     "bootstrap CI], exact McNemar p (505 test samples).", "", *contrast_table(ps), "",
                     "Hard cases (step-0 IoU < 0.5; paper, SFT + GRPO: 0.108 → 0.149 mean IoU): mean IoU at step 0 and "
                     "at the last step, and each seed's gain with its 95 % paired bootstrap CI.", "", *hard_table(ps), ""]
+        if seeds.get("seconds"):
+            runs = [f"seed {k}: " + ", then ".join(
+                f"{r['03_sft']:.0f} s + {r['04_grpo']:.0f} s ({'with' if r.get('extra_rows') else 'without'} the "
+                "extra rows)" + (f" [{r['note']}]" if r.get("note") else "") for r in v.get("runs", [v]))
+                for k, v in sorted(seeds["seconds"].items())]
+            out += ["Wall time of notebooks 03 + 04 per seed, as run (2 CPU cores; a rerun loads finished training): "
+                    + "; ".join(runs) + ".", ""]
         if seeds.get("validation_curves"):
             out += ["GRPO validation curves (greedy T-step on a fixed validation subset; the SFT start, then every "
                     "`val_every` updates): first- and last-quarter mean degradation per seed.", "",
