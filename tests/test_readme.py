@@ -63,3 +63,28 @@ def test_phase1_table_shows_every_recipe_and_load(tmp_path):
            "-10.0 [-20.0, +0.0], 0.6 | – |" in out
     assert "| ours (extra row): keep trajectories" in out and "1/3 flips" in out
     assert "| 03_sft | 9 s | 2 CPUs, x, torch t | 1.5/2.0 | n |" in out
+
+
+def test_seeds_section_shows_spread_contrasts_hard_cases_curves_and_times(tmp_path):
+    import json
+
+    from ivt_lib import seed_stats, seeds
+
+    r = {"step0": {"acc@0.5": 0.5}, "last": {"acc@0.5": 0.45}, "oracle_best_step (uses GT)": {"acc@0.5": 0.6},
+         "stability": {"degradation": 0.07, "improve": 0.2, "degrade": 0.4, "stay": 0.4},
+         "val0": {"degradation": 0.1}, "training_log": [{"iteration": 10, "val": {"degradation": 0.05}}]}
+    per = {s: {"SFT + IVT": r, "SFT + GRPO + IVT": r, "SFT (ours: keep data) + IVT": r} for s in (0, 1)}
+    c = {"d_acc@0.5": 0.04, "ci_acc@0.5": [0.01, 0.07], "mcnemar": {"p": 0.01}, "significant": True}
+    paired = {"0": {"contrasts": {"SFT + GRPO + IVT vs SFT + IVT, last step": c}, "hard_cases": {
+        "SFT + IVT": {"n": 10, "mean_iou_step0": 0.1, "mean_iou_last": 0.2, "gain": 0.1, "ci_gain": [0.05, 0.15]}}}}
+    (tmp_path / "seeds.json").write_text(json.dumps({
+        "summary": seeds.summarize(per), "paired_by_seed": paired,
+        "validation_curves": seed_stats.validation_curves(per),
+        "seconds": {"1": {"03_sft": 600, "04_grpo": 500, "runs": [{"extra_rows": False, "03_sft": 600, "04_grpo": 500,
+                                                                   "note": "alone"}]}}}))
+    out = readme.render(tmp_path)
+    assert "| SFT (ours: keep data) + IVT | 0, 1 | 50.0 ± 0.0 |" in out
+    assert "paper-recipe rows and ours" in out  # an extra row has two seeds
+    assert "| 0 | +4.0 [+1.0, +7.0], p=0.01 |" in out and "0: +0.100 [+0.050, +0.150]" in out
+    assert "| SFT + GRPO + IVT | 0: 0.100 → 0.050; 1: 0.100 → 0.050 | +0.050 ± 0.000 |" in out
+    assert "seed 1: 600 s + 500 s (without the extra rows) [alone]" in out
