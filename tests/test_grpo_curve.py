@@ -1,0 +1,31 @@
+"""Longer GRPO validation curves: a finished smoke run is continued on a copy, on validation only."""
+import hashlib
+
+import pytest
+
+from ivt_lib import grpo_curve
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_finished_grpo_run_is_continued_on_a_copy(smoke_chain):
+    root, errors = smoke_chain
+    if errors:
+        pytest.skip(f"the smoke chain failed first: {sorted(errors)}")
+    where = {k: str(root / k) for k in ("runs_dir", "results_dir", "figures_dir")}
+    original = root / "runs_dir" / "grpo" / "checkpoint" / "adapter_model.safetensors"
+    before = _sha(original)
+    out = grpo_curve.extend("smoke", 0, 4, where)  # the smoke tier trains 2 updates, validating after each
+    assert [c["iteration"] for c in out["curve"]] == [1, 2, 3, 4] and len(out["training_log"]) == 4
+    assert [e["iteration"] for e in out["training_log"]] == [1, 2, 3, 4]  # 1-2 carried over from the original
+    assert out["degradation_trend"]["points"] == 5  # the SFT start, then 4 validations
+    assert _sha(original) == before  # notebook 04's run is untouched
+    copy = root / "runs_dir" / "grpo_curve" / "seed_0" / "checkpoint" / "adapter_model.safetensors"
+    assert _sha(copy) != before  # the copy took 2 more updates
+    extended = _sha(copy)
+    again = grpo_curve.extend("smoke", 0, 4, where)  # finished: resumed, no further updates
+    assert again["curve"] == out["curve"] and _sha(copy) == extended
+    with pytest.raises(FileNotFoundError, match="seed 5: no finished GRPO checkpoint"):
+        grpo_curve.extend("smoke", 5, 4, where)
