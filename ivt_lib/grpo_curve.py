@@ -59,6 +59,21 @@ def extend(tier: str, seed: int, iterations: int, overrides: dict | None = None)
             "degradation_trend": stats.quarter_trend(points)}
 
 
+def table(result: dict, every: int = 40) -> list[str]:
+    """Markdown: per seed, validation degradation and last-step Acc@0.5 every ``every`` updates, and the trend."""
+    seeds = sorted(result["seeds"].items())
+    its = sorted({c["iteration"] for _, v in seeds for c in v["curve"] if c["iteration"] % every == 0})
+    lines = ["| seed | " + " | ".join(["start", *map(str, its)]) + " | first → last quarter |",
+             "|---|" + "---|" * (len(its) + 2)]
+    for k, v in seeds:
+        at = {c["iteration"]: c for c in v["curve"]}
+        cells = [v["val0"], *[at.get(i) for i in its]]
+        fmt = [f"{c['degradation']:.3f} / {100 * c['last_acc@0.5']:.1f}" if c else "–" for c in cells]
+        t = v["degradation_trend"]
+        lines.append(f"| {k} | " + " | ".join(fmt) + f" | {t['first_quarter']:.3f} → {t['last_quarter']:.3f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description="Continue finished GRPO runs on validation to see where the curve flattens.")

@@ -157,6 +157,15 @@ def render(results: Path = ROOT / "results") -> str:
             out += ["GRPO validation curves (greedy T-step on a fixed validation subset; the SFT start, then every "
                     "`val_every` updates): first- and last-quarter mean degradation per seed.", "",
                     *validation_table(seeds["validation_curves"]), ""]
+    curve, _ = _load(results, "grpo_curve.json")
+    if curve:
+        from .grpo_curve import table as curve_table
+
+        out += ["### Longer GRPO runs, validation only (`python -m ivt_lib.grpo_curve`)", "",
+                "The paper-credit GRPO runs continued past the default tier's 80 updates (the same prompts and seeds "
+                "as one longer run). Greedy validation degradation / last-step Acc@0.5 on the fixed validation "
+                "subset; the test split is not evaluated. Figure: `figures/grpo_curve.png`.", "",
+                *curve_table(curve), ""]
     if ev:
         out += ["### Stability of every iterative configuration (05_evaluation)", "",
                 "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]

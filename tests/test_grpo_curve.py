@@ -29,3 +29,13 @@ def test_a_finished_grpo_run_is_continued_on_a_copy(smoke_chain):
     assert again["curve"] == out["curve"] and _sha(copy) == extended
     with pytest.raises(FileNotFoundError, match="seed 5: no finished GRPO checkpoint"):
         grpo_curve.extend("smoke", 5, 4, where)
+
+
+def test_table_samples_the_curve_and_shows_the_trend():
+    v = lambda d: {"degradation": d, "last_acc@0.5": 0.5}  # noqa: E731
+    seed = {"val0": v(0.1), "curve": [{"iteration": i, **v(0.1 - i / 2000)} for i in range(10, 90, 10)],
+            "degradation_trend": {"first_quarter": 0.1, "last_quarter": 0.065}}
+    lines = grpo_curve.table({"seeds": {"0": seed, "1": {**seed, "curve": seed["curve"][:3]}}})
+    assert lines[0] == "| seed | start | 40 | 80 | first → last quarter |"
+    assert lines[2] == "| 0 | 0.100 / 50.0 | 0.080 / 50.0 | 0.060 / 50.0 | 0.100 → 0.065 |"
+    assert lines[3].startswith("| 1 | 0.100 / 50.0 | – | – |")  # a shorter curve: no value there
