@@ -20,6 +20,7 @@ from pathlib import Path
 from . import io, stats
 from .config import TIERS, model_source, tier_config
 from .io import recover_dir
+from .seed_stats import validation_points
 
 
 def source_dir(runs: Path, seed: int) -> tuple[Path, Path]:
@@ -34,6 +35,8 @@ def extend(tier: str, seed: int, iterations: int, overrides: dict | None = None)
     from . import data, grpo
 
     stage = tier_config(tier, "04_grpo", {**(overrides or {}), "seed": seed, "iterations": iterations})
+    if not stage.val_every:
+        raise ValueError("val_every=0: there is no validation curve to extend")
     runs = stage.path("runs_dir")
     src, sft = source_dir(runs, seed)
     ckpt = recover_dir(src / "checkpoint")
@@ -43,30 +46,26 @@ def extend(tier: str, seed: int, iterations: int, overrides: dict | None = None)
     if not (out / "checkpoint" / "state.pt").exists():
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(ckpt, out / "checkpoint")
-    if not stage.val_every:
-        raise ValueError("val_every=0: there is no validation curve to extend")
     ds = stage.path("dataset")
     train = data.load_split("train", ds, stage.train_n or None, stage.max_pixels)
     val = data.load_split("validation", ds, stage.val_n, stage.max_pixels)
     cfg = grpo.GRPORunConfig.from_stage(stage)
     trainer = grpo.MultiStepGRPO(model_source(str(sft)), train, out, cfg, stage.device, stage.dtype, val)
-    logs = trainer.train()
-    points = [trainer.val0["degradation"], *[e["val"]["degradation"] for e in logs if "val" in e]]
-    return {"seed": seed, "iterations": iterations, "val0": trainer.val0,
-            "curve": [{"iteration": e["iteration"], **e["val"]} for e in logs if "val" in e],
-            "training_log": [{**{k: e[k] for k in ("iteration", "reward_mean", "reward_std", "kl", "loss")},
-                              **({"val": e["val"]} if "val" in e else {})} for e in logs],
-            "degradation_trend": stats.quarter_trend(points)}
+    res = {"seed": seed, "iterations": iterations, "val0": trainer.val0,
+           "training_log": [{**{k: e[k] for k in ("iteration", "reward_mean", "reward_std", "kl", "loss")},
+                             **({"val": e["val"]} if "val" in e else {})} for e in trainer.train()]}
+    return {**res, "degradation_trend": stats.quarter_trend(validation_points(res))}
 
 
 def table(result: dict, every: int = 40) -> list[str]:
     """Markdown: per seed, validation degradation and last-step Acc@0.5 every ``every`` updates, and the trend."""
     seeds = sorted(result["seeds"].items())
-    its = sorted({c["iteration"] for _, v in seeds for c in v["curve"] if c["iteration"] % every == 0})
+    its = sorted({e["iteration"] for _, v in seeds for e in v["training_log"]
+                  if "val" in e and e["iteration"] % every == 0})
     lines = ["| seed | " + " | ".join(["start", *map(str, its)]) + " | first → last quarter |",
              "|---|" + "---|" * (len(its) + 2)]
     for k, v in seeds:
-        at = {c["iteration"]: c for c in v["curve"]}
+        at = {e["iteration"]: e["val"] for e in v["training_log"] if "val" in e}
         cells = [v["val0"], *[at.get(i) for i in its]]
         fmt = [f"{c['degradation']:.3f} / {100 * c['last_acc@0.5']:.1f}" if c else "–" for c in cells]
         t = v["degradation_trend"]

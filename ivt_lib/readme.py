@@ -129,8 +129,7 @@ def render(results: Path = ROOT / "results") -> str:
         out += tables.phase1(sft)
     seeds, _ = _load(results, "seeds.json")
     if seeds:
-        from .seed_stats import contrast_table, hard_table, validation_table
-        from .seeds import EXTRA_ROWS, table
+        from .seeds import EXTRA_ROWS, markdown
 
         extra = any(len(seeds["summary"].get(r, {}).get("seeds", [])) > 1 for r in EXTRA_ROWS)
         out += ["### Training seeds: mean ± sd, greedy T=2 (`python -m ivt_lib.seeds`)", "",
@@ -139,13 +138,7 @@ def render(results: Path = ROOT / "results") -> str:
                    if extra else "paper-recipe rows only; the labelled extra rows are one seed")
                 + "). Per-seed values: `results/seeds.json`."
                 + (f" For reference, the untrained base single shot: {tables.pct(base['overall']['acc@0.5'])} Acc@0.5."
-                   if base else ""), "", *table(seeds["summary"]), ""]
-        if seeds.get("paired_by_seed"):
-            ps = {int(k): v for k, v in seeds["paired_by_seed"].items()}
-            out += ["Between configurations trained with the same seed: ΔAcc@0.5 of the last steps, pp [95 % paired "
-                    "bootstrap CI], exact McNemar p (505 test samples).", "", *contrast_table(ps), "",
-                    "Hard cases (step-0 IoU < 0.5; paper, SFT + GRPO: 0.108 → 0.149 mean IoU): mean IoU at step 0 and "
-                    "at the last step, and each seed's gain with its 95 % paired bootstrap CI.", "", *hard_table(ps), ""]
+                   if base else ""), "", *markdown(seeds)]
         if seeds.get("seconds"):
             runs = [f"seed {k}: " + ", then ".join(
                 f"{r['03_sft']:.0f} s + {r['04_grpo']:.0f} s ({'with' if r.get('extra_rows') else 'without'} the "
@@ -153,10 +146,6 @@ def render(results: Path = ROOT / "results") -> str:
                 for k, v in sorted(seeds["seconds"].items())]
             out += ["Wall time of notebooks 03 + 04 per seed, as run (2 CPU cores; a rerun loads finished training): "
                     + "; ".join(runs) + ".", ""]
-        if seeds.get("validation_curves"):
-            out += ["GRPO validation curves (greedy T-step on a fixed validation subset; the SFT start, then every "
-                    "`val_every` updates): first- and last-quarter mean degradation per seed.", "",
-                    *validation_table(seeds["validation_curves"]), ""]
     curve, _ = _load(results, "grpo_curve.json")
     if curve:
         from .grpo_curve import table as curve_table

@@ -101,38 +101,33 @@ def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: li
         stem = nb.stem
         key = run_key(nb, plan.get(stem, allp.get(stem, {})), key)
         if stem in plan:
-            i, params, stamp = i + 1, plan[stem], stamps / f"{stem}.json"
-            if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-                print(f"[{i}/{len(plan)}] {stem}: up to date, skipped", flush=True)
-                times[stem] = 0.0
-            else:
-                print(f"[{i}/{len(plan)}] {stem}: running ({tier} tier)", flush=True)
-                t = time.time()
-                execute(nb, out_dir / nb.name, params)
-                times[stem] = round(time.time() - t, 1)
-                atomic_write_json(stamp, {"key": key, "seconds": times[stem], "finished": time.strftime("%FT%T")})
-                print(f"[{i}/{len(plan)}] {stem}: done in {times[stem]:.0f} s", flush=True)
+            i += 1
+            _stamped(f"[{i}/{len(plan)}] {stem}", f"{tier} tier", stamps / f"{stem}.json", key, force,
+                     lambda: execute(nb, out_dir / nb.name, plan[stem]), times, stem)
         if stem == SEEDS_AFTER and seeds:
             key = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]  # 05 shows the seeds
             if stem in plan:
-                _run_seeds(tier, seeds, key, stamps / "seeds.json", force, times)
+                from . import seeds as seeds_mod  # here: seeds imports this module
+
+                # force=True inside: a changed key reruns each seed's notebooks; finished trainings are loaded
+                _stamped(f"seeds {seeds}", f"notebooks 03 and 04 per seed, {tier} tier", stamps / "seeds.json", key,
+                         force, lambda: seeds_mod.run_all(tier, seeds, force=True, extra_rows=True), times, "seeds")
     return times
 
 
-def _run_seeds(tier: str, seeds: list[int], key: str, stamp: Path, force: bool, times: dict) -> None:
-    """The extra training seeds, unless their stamp matches ``key``."""
-    from . import seeds as seeds_mod  # here: seeds imports this module
-
+def _stamped(label: str, what: str, stamp: Path, key: str, force: bool, work, times: dict, name: str) -> None:
+    """Run ``work`` unless ``stamp`` holds ``key`` (and not ``force``); then stamp it. Its seconds go to
+    ``times[name]`` (0 when skipped)."""
     if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-        print(f"seeds {seeds}: up to date, skipped", flush=True)
-        times["seeds"] = 0.0
+        print(f"{label}: up to date, skipped", flush=True)
+        times[name] = 0.0
         return
-    print(f"seeds {seeds}: running notebooks 03 and 04 per seed ({tier} tier)", flush=True)
+    print(f"{label}: running ({what})", flush=True)
     t = time.time()
-    seeds_mod.run_all(tier, seeds, force=True, extra_rows=True)  # loads finished trainings, reruns the rest
-    times["seeds"] = round(time.time() - t, 1)
-    atomic_write_json(stamp, {"key": key, "seconds": times["seeds"], "finished": time.strftime("%FT%T")})
-    print(f"seeds {seeds}: done in {times['seeds']:.0f} s", flush=True)
+    work()
+    times[name] = round(time.time() - t, 1)
+    atomic_write_json(stamp, {"key": key, "seconds": times[name], "finished": time.strftime("%FT%T")})
+    print(f"{label}: done in {times[name]:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

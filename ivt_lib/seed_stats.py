@@ -116,8 +116,8 @@ def validation_curves(per_seed_results: dict[int, dict[str, dict]]) -> dict[str,
     learning (mean fall > sd of the fall; needs >= 2 seeds)."""
     out = {}
     for row in ("SFT + GRPO + IVT", "SFT + GRPO (ours: refine credit) + IVT"):
-        have = {s: stats.quarter_trend(validation_points(r[row])) for s, r in sorted(per_seed_results.items())
-                if row in r and r[row].get("val0") and len(validation_points(r[row])) >= 2}
+        points = {s: validation_points(r[row]) for s, r in sorted(per_seed_results.items()) if r.get(row, {}).get("val0")}
+        have = {s: stats.quarter_trend(p) for s, p in points.items() if len(p) >= 2}
         if not have:
             continue
         falls = [-t["change"] for t in have.values()]
