@@ -20,6 +20,9 @@ Qwen3-VL-4B. Two modes, one flag (``refine_frac``):
 
 Resumes from ``ckpt_dir`` after a kill (model, optimiser, scheduler and step; the data stream is a function of the
 step, so a resumed run sees the same samples). Usage: ``python -m ivt_lib.train_base --total-steps 16000``.
+Resuming a finished run with a larger ``--total-steps`` *extends* it: training goes on from the checkpoint on the
+longer run's cosine (a warm restart), and each such stage is recorded (``stages`` in ``train_params.json``), so that
+``make base-model`` can replay the exact sequence of commands.
 """
 from __future__ import annotations
 
@@ -180,11 +183,20 @@ def evaluate(model, processor, samples: list[dict]) -> dict:
     return out
 
 
-def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: list):
+def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: list, stages: list):
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)
         torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best,
-                    "curve": curve}, tmp / "state.pt")
+                    "curve": curve, "stages": stages}, tmp / "state.pt")
+
+
+def extend_stages(stages: list[dict], step: int, total_steps: int) -> list[dict]:
+    """The run's schedule stages after resuming at ``step`` with ``total_steps`` (a new stage when it grew)."""
+    if total_steps < step:
+        raise ValueError(f"total_steps={total_steps} is below the checkpoint's step {step}: cannot shorten a run")
+    if not stages or stages[-1]["total_steps"] != total_steps:
+        return [*stages, {"start_step": step, "total_steps": total_steps}]
+    return stages
 
 
 def train(cfg: BaseTrainConfig) -> dict:
@@ -205,13 +217,16 @@ def train(cfg: BaseTrainConfig) -> dict:
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    step, best, curve = 0, -1.0, []
+    step, best, curve, stages = 0, -1.0, [], []
     if src == ckpt:
         st = torch.load(ckpt / "state.pt", weights_only=False)
         opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
+        sched.load_state_dict(st["sched"])  # the lambda is rebuilt from cfg, so a larger total_steps extends
         step, best, curve = st["step"], st["best"], st["curve"]
+        # checkpoints written before stages were recorded come from one finished single-stage run
+        stages = st.get("stages") or [{"start_step": 0, "total_steps": step}]
         log.info("resumed from step %d (best val acc@0.5 %.3f)", step, best)
+    stages = extend_stages(stages, step, cfg.total_steps)
     val = list(iter_split("validation", cfg.eval_n, cfg.seed, cfg.canvas))
     t0, last_ckpt = time.time(), time.time()
     wall0 = curve[-1]["wall_s"] if curve else 0.0
@@ -242,9 +257,10 @@ def train(cfg: BaseTrainConfig) -> dict:
                 processor.save_pretrained(out)
             atomic_write_json(out / "training_curve.json", curve)
         if time.time() - last_ckpt > cfg.ckpt_every_s or step == cfg.total_steps:
-            _save_state(ckpt, model, opt, sched, step, best, curve)
+            _save_state(ckpt, model, opt, sched, step, best, curve, stages)
             last_ckpt = time.time()
-    summary = {"best_val_acc@0.5": best, "steps": step, "wall_s": curve[-1]["wall_s"] if curve else 0.0}
+    summary = {"best_val_acc@0.5": best, "steps": step, "wall_s": curve[-1]["wall_s"] if curve else 0.0,
+               "stages": stages}
     atomic_write_json(out / "train_params.json", {"config": asdict(cfg), "summary": summary,
                                                   "provenance": provenance(asdict(cfg))})
     return summary

@@ -150,3 +150,23 @@ def test_paraphrases_never_draw_or_state_an_answer_about_the_image():
     assert 0.35 < canonical / len(texts) < 0.75
     assert not any("red" in t or "previous" in t or "correct" in t or "Refinement" in t for t in texts)
     assert len(set(t.split('"')[0] for t in texts)) >= 4, "several phrasings"
+
+
+def test_extend_stages_records_a_longer_schedule_and_refuses_to_shorten():
+    one = tb.extend_stages([], 0, 7200)
+    assert one == [{"start_step": 0, "total_steps": 7200}]
+    assert tb.extend_stages(one, 3000, 7200) == one  # a resume after a kill is not a new stage
+    two = tb.extend_stages(one, 7200, 14000)
+    assert two == [*one, {"start_step": 7200, "total_steps": 14000}]
+    with pytest.raises(ValueError, match="cannot shorten"):
+        tb.extend_stages(two, 9000, 8000)
+
+
+def test_resuming_with_more_steps_extends_the_run(tmp_path):
+    cfg = _cfg(tmp_path)
+    tb.train(cfg)
+    longer = tb.train(_cfg(tmp_path, total_steps=9))
+    assert longer["steps"] == 9
+    assert longer["stages"] == [{"start_step": 0, "total_steps": 6}, {"start_step": 6, "total_steps": 9}]
+    st = torch.load(tmp_path / "ckpt" / "state.pt", weights_only=False)
+    assert [p["step"] for p in st["curve"]] == [3, 6, 9] and st["stages"] == longer["stages"]
