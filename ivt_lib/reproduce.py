@@ -102,32 +102,32 @@ def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: li
         key = run_key(nb, plan.get(stem, allp.get(stem, {})), key)
         if stem in plan:
             i += 1
-            _stamped(f"[{i}/{len(plan)}] {stem}", f"{tier} tier", stamps / f"{stem}.json", key, force,
-                     lambda: execute(nb, out_dir / nb.name, plan[stem]), times, stem)
+            times[stem] = _stamped(f"[{i}/{len(plan)}] {stem}", f"{tier} tier", stamps / f"{stem}.json", key, force,
+                                   lambda: execute(nb, out_dir / nb.name, plan[stem]))
         if stem == SEEDS_AFTER and seeds:
             key = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]  # 05 shows the seeds
             if stem in plan:
                 from . import seeds as seeds_mod  # here: seeds imports this module
 
                 # force=True inside: a changed key reruns each seed's notebooks; finished trainings are loaded
-                _stamped(f"seeds {seeds}", f"notebooks 03 and 04 per seed, {tier} tier", stamps / "seeds.json", key,
-                         force, lambda: seeds_mod.run_all(tier, seeds, force=True, extra_rows=True), times, "seeds")
+                times["seeds"] = _stamped(f"seeds {seeds}", f"notebooks 03 and 04 per seed, {tier} tier",
+                                          stamps / "seeds.json", key, force,
+                                          lambda: seeds_mod.run_all(tier, seeds, force=True, extra_rows=True))
     return times
 
 
-def _stamped(label: str, what: str, stamp: Path, key: str, force: bool, work, times: dict, name: str) -> None:
-    """Run ``work`` unless ``stamp`` holds ``key`` (and not ``force``); then stamp it. Its seconds go to
-    ``times[name]`` (0 when skipped)."""
+def _stamped(label: str, what: str, stamp: Path, key: str, force: bool, work) -> float:
+    """Run ``work`` unless ``stamp`` holds ``key`` (and not ``force``), then stamp it; its seconds (0 when skipped)."""
     if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         print(f"{label}: up to date, skipped", flush=True)
-        times[name] = 0.0
-        return
+        return 0.0
     print(f"{label}: running ({what})", flush=True)
     t = time.time()
     work()
-    times[name] = round(time.time() - t, 1)
-    atomic_write_json(stamp, {"key": key, "seconds": times[name], "finished": time.strftime("%FT%T")})
-    print(f"{label}: done in {times[name]:.0f} s", flush=True)
+    seconds = round(time.time() - t, 1)
+    atomic_write_json(stamp, {"key": key, "seconds": seconds, "finished": time.strftime("%FT%T")})
+    print(f"{label}: done in {seconds:.0f} s", flush=True)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:

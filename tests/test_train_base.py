@@ -163,8 +163,7 @@ def test_extend_stages_records_a_longer_schedule_and_refuses_to_shorten():
 
 
 def test_resuming_with_more_steps_extends_the_run(tmp_path):
-    cfg = _cfg(tmp_path)
-    tb.train(cfg)
+    tb.train(_cfg(tmp_path))
     longer = tb.train(_cfg(tmp_path, total_steps=9))
     assert longer["steps"] == 9
     assert longer["stages"] == [{"start_step": 0, "total_steps": 6}, {"start_step": 6, "total_steps": 9}]
