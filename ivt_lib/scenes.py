@@ -219,10 +219,10 @@ CONTRAST_AXES = ("colour", "shape", "size", "position")
 CONTRAST_CONFIG = SceneConfig(min_objects=2, max_objects=4, min_size=0.14, max_size=0.375)
 
 
-def _gen_contrast(rng: random.Random, cfg: SceneConfig) -> Scene | None:
+def _gen_contrast(rng: random.Random, cfg: SceneConfig, axes: tuple[str, ...] = CONTRAST_AXES) -> Scene | None:
     """Attribute contrast (pretraining only): a twin differs from the target in one attribute; the words decide."""
     n, c = rng.randint(max(2, cfg.min_objects), max(2, cfg.max_objects)), cfg.canvas
-    axis = rng.choice(CONTRAST_AXES)
+    axis = rng.choice(axes)
     lo, hi = round(cfg.min_size * c), round(cfg.max_size * c)
     mid = (lo + hi) // 2
     words = [rng.choice(("small", "large")) for _ in range(n)]
@@ -262,8 +262,13 @@ def _gen_contrast(rng: random.Random, cfg: SceneConfig) -> Scene | None:
 _GENERATORS = {"refcocog": _gen_refcocog, "refadv": _gen_refadv, "refl4": _gen_refl4, "contrast": _gen_contrast}
 
 
-def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: SceneConfig | None = None) -> Scene:
-    """Draw one valid scene of ``family`` (rejection-sampled until the expression picks exactly one object)."""
+def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: SceneConfig | None = None,
+                   contrast_axes: tuple[str, ...] = CONTRAST_AXES) -> Scene:
+    """Draw one valid scene of ``family`` (rejection-sampled until the expression picks exactly one object).
+
+    ``contrast_axes`` (contrast family only) is the pool the twin's differing attribute is drawn from; repeat an axis
+    to weight it.
+    """
     if family not in _GENERATORS:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES} (or 'contrast' for pretraining)")
     cfg = config or FAMILY_CONFIGS.get(family, CONTRAST_CONFIG)
@@ -271,8 +276,14 @@ def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: S
         cfg = SceneConfig(canvas, cfg.min_objects, cfg.max_objects, cfg.min_size, cfg.max_size)
     if canvas % 32:
         raise ValueError(f"canvas={canvas} must be a multiple of 32 (Qwen-VL patch 16 x merge 2)")
+    bad = [a for a in contrast_axes if a not in CONTRAST_AXES]
+    if bad or not contrast_axes:
+        raise ValueError(f"contrast_axes={contrast_axes!r}: expected a non-empty pool of {CONTRAST_AXES}")
+    gen = _GENERATORS[family]
+    if family == "contrast" and contrast_axes != CONTRAST_AXES:  # the default draws exactly as before
+        gen = lambda r, c: _gen_contrast(r, c, contrast_axes)  # noqa: E731
     for _ in range(1000):
-        scene = _GENERATORS[family](rng, cfg)
+        scene = gen(rng, cfg)
         if scene is not None and matches(scene) == [scene.target]:
             return scene
     raise RuntimeError(f"could not generate a valid {family} scene in 1000 tries")

@@ -42,7 +42,7 @@ from .io import atomic_dir, atomic_write_json, provenance, recover_dir
 from .parsing import format_box
 from .prompts import refine_messages, step0_messages, with_answer
 from .render import draw_box
-from .scenes import FAMILIES, SceneConfig, generate_scene, iter_split, scene_to_record
+from .scenes import CONTRAST_AXES, FAMILIES, SceneConfig, generate_scene, iter_split, scene_to_record
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ class BaseTrainConfig:
     refine_frac: float = 0.0               # share of generic refinement samples (0: pure grounder; 0.3: refine mix)
     contrast_frac: float = 0.25            # share of attribute-contrast scenes after the curriculum
     paraphrase_frac: float = 0.5           # share of grounding samples asked in another phrasing (instruction variety)
+    family_weights: str = "1,1,1"          # relative draw weights of refcocog, refadv, refl4 scenes after the curriculum
+    contrast_axes: str = "colour,shape,size,position"  # pool of the contrast twin's differing attribute (repeat to weight)
+    init_from: str = ""                    # warm start: weights of a saved model folder (fresh optimiser and schedule)
     eval_every: int = 500
     eval_n: int = 150                      # validation samples per eval (balanced families)
     ckpt_every_s: float = 240.0
@@ -77,6 +80,30 @@ class BaseTrainConfig:
         for k in ("refine_frac", "contrast_frac", "paraphrase_frac"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        try:
+            w = [float(v) for v in self.family_weights.split(",")]
+        except ValueError:
+            w = []
+        if len(w) != len(FAMILIES) or min(w) < 0 or sum(w) <= 0:
+            raise ValueError(f"family_weights={self.family_weights!r}: expected {len(FAMILIES)} non-negative numbers "
+                             f"(for {', '.join(FAMILIES)}) with a positive sum")
+        axes = tuple(a.strip() for a in self.contrast_axes.split(","))
+        if not axes or any(a not in CONTRAST_AXES for a in axes):
+            raise ValueError(f"contrast_axes={self.contrast_axes!r}: expected a comma list of {CONTRAST_AXES}")
+        if self.init_from and not (Path(self.init_from) / "config.json").exists():
+            raise ValueError(f"init_from={self.init_from!r} holds no saved model (config.json missing)")
+        if self.init_from and Path(self.init_from).resolve() == Path(self.out_dir).resolve():
+            raise ValueError(f"init_from and out_dir are both {self.out_dir!r}: the warm start would be overwritten")
+
+    @property
+    def weights(self) -> list[float]:
+        """Family draw weights, in :data:`FAMILIES` order."""
+        return [float(v) for v in self.family_weights.split(",")]
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The contrast twin's axis pool."""
+        return tuple(a.strip() for a in self.contrast_axes.split(","))
 
 
 EASY = SceneConfig(min_objects=1, max_objects=2, min_size=0.25, max_size=0.45)
@@ -121,13 +148,18 @@ def previous_box(rng: random.Random, rec: dict):
 def make_sample(rng: random.Random, step: int, cfg: BaseTrainConfig) -> tuple[list[dict], object]:
     """One training conversation (messages with the answer) and its image, drawn for training ``step``."""
     frac = step / cfg.total_steps
-    p_easy = 1.0 if frac < cfg.curriculum_frac else max(0.0, 1 - (frac - cfg.curriculum_frac) / cfg.blend_frac)
+    if frac < cfg.curriculum_frac:
+        p_easy = 1.0
+    else:  # blend_frac=0 (a warm start needs no curriculum) ends the easy scenes at once
+        p_easy = max(0.0, 1 - (frac - cfg.curriculum_frac) / cfg.blend_frac) if cfg.blend_frac else 0.0
     if rng.random() < p_easy:
         scene = generate_scene(rng, "refcocog", cfg.canvas, EASY)
     elif cfg.contrast_frac and rng.random() < cfg.contrast_frac:  # no draw when 0: the refine-mix stream is unchanged
-        scene = generate_scene(rng, "contrast", cfg.canvas)
+        scene = generate_scene(rng, "contrast", cfg.canvas, contrast_axes=cfg.axes)
     else:
-        scene = generate_scene(rng, rng.choice(FAMILIES), cfg.canvas)
+        w = cfg.weights  # equal weights draw exactly as before (rng.choice), so older runs' streams replay unchanged
+        family = rng.choice(FAMILIES) if len(set(w)) == 1 else rng.choices(FAMILIES, weights=w)[0]
+        scene = generate_scene(rng, family, cfg.canvas)
     rec = scene_to_record(scene, "stream")
     w, h = rec["width"], rec["height"]
     answer = format_box(bx.to_model_frame(rec["bbox"], w, h))
@@ -208,10 +240,11 @@ def train(cfg: BaseTrainConfig) -> dict:
 
     torch.set_num_threads(cfg.threads)
     out, ckpt = Path(cfg.out_dir), Path(cfg.ckpt_dir)
-    init_dir = ckpt.with_name(ckpt.name + "_init")
+    init_dir = Path(cfg.init_from) if cfg.init_from else ckpt.with_name(ckpt.name + "_init")
     if not (init_dir / "config.json").exists():
         build_tiny(init_dir, TinyConfig(canvas=cfg.canvas), seed=cfg.seed)
     processor = AutoProcessor.from_pretrained(init_dir)
+    # a warm start (init_from) replaces the random init only; a checkpoint of this run always wins, so it resumes
     src = ckpt if (recover_dir(ckpt) / "state.pt").exists() else init_dir
     model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
     model.train()
@@ -231,6 +264,14 @@ def train(cfg: BaseTrainConfig) -> dict:
     t0, last_ckpt = time.time(), time.time()
     wall0 = curve[-1]["wall_s"] if curve else 0.0
     losses: list[float] = []
+    if cfg.init_from and src != ckpt:  # the warm start's own score is the first point and the best to beat
+        ev = evaluate(model, processor, val)
+        best = ev["acc@0.5"]
+        curve.append({"step": 0, "wall_s": 0.0, "loss": None, "lr": 0.0, "init_from": cfg.init_from,
+                      **{k: ev[k] for k in ("acc@0.5", "mean_iou", "parse_rate")}, "by_family": ev["by_family"]})
+        log.info("warm start from %s: %s", cfg.init_from, json.dumps(curve[-1]))
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
     while step < cfg.total_steps:
         rng = random.Random(f"base-stream-{cfg.seed}-{step}")  # disjoint from split seeds; resumable
         convs, imgs = zip(*(make_sample(rng, step, cfg) for _ in range(cfg.batch_size)))

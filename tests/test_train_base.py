@@ -169,3 +169,60 @@ def test_resuming_with_more_steps_extends_the_run(tmp_path):
     assert longer["stages"] == [{"start_step": 0, "total_steps": 6}, {"start_step": 6, "total_steps": 9}]
     st = torch.load(tmp_path / "ckpt" / "state.pt", weights_only=False)
     assert [p["step"] for p in st["curve"]] == [3, 6, 9] and st["stages"] == longer["stages"]
+
+
+def test_binding_stream_options_validate():
+    with pytest.raises(ValueError, match="family_weights"):
+        tb.BaseTrainConfig(family_weights="1,1")
+    with pytest.raises(ValueError, match="family_weights"):
+        tb.BaseTrainConfig(family_weights="0,0,0")
+    with pytest.raises(ValueError, match="contrast_axes"):
+        tb.BaseTrainConfig(contrast_axes="colour,hue")
+    with pytest.raises(ValueError, match="init_from"):
+        tb.BaseTrainConfig(init_from="/nonexistent/model")
+
+
+def test_family_weights_and_contrast_axes_shape_the_stream(monkeypatch):
+    seen, axes = [], []
+    real = tb.generate_scene
+
+    def spy(rng, family, *a, **kw):
+        seen.append(family)
+        if family == "contrast":
+            axes.append(kw["contrast_axes"])
+        return real(rng, family, *a, **kw)
+
+    monkeypatch.setattr(tb, "generate_scene", spy)
+    cfg = tb.BaseTrainConfig(total_steps=1000, curriculum_frac=0.0, blend_frac=0.0, contrast_frac=0.2,
+                             family_weights="4,1,1", contrast_axes="colour,shape")
+    rng = random.Random(0)
+    for _ in range(600):
+        tb.make_sample(rng, 10, cfg)  # blend_frac=0: no easy scenes even at the start
+    fam = [f for f in seen if f != "contrast"]
+    assert 0.55 < fam.count("refcocog") / len(fam) < 0.78  # 4/6 of the family draws
+    assert set(axes) == {("colour", "shape")}
+
+
+def test_contrast_axes_pick_the_twins_attribute():
+    from ivt_lib.scenes import generate_scene
+    rng = random.Random(1)
+    for _ in range(40):
+        s = generate_scene(rng, "contrast", contrast_axes=("colour",))
+        t = s.objects[s.target]
+        twins = [o for o in s.objects if o is not t and o.shape == t.shape and o.size == t.size and o.colour != t.colour]
+        assert twins and "superlative" not in s.spec and "size" not in s.spec
+    with pytest.raises(ValueError, match="contrast_axes"):
+        generate_scene(rng, "contrast", contrast_axes=("hue",))
+
+
+def test_warm_start_scores_the_start_then_trains_on(tmp_path):
+    first = tb.train(_cfg(tmp_path / "a"))
+    assert first["steps"] == 6
+    cfg = _cfg(tmp_path / "b", init_from=str(tmp_path / "a" / "out"), family_weights="2,1,1",
+               contrast_axes="colour,shape", curriculum_frac=0.0, blend_frac=0.0)
+    warm = tb.train(cfg)
+    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    assert warm["steps"] == 6 and [p["step"] for p in st["curve"]] == [0, 3, 6]
+    assert st["curve"][0]["init_from"] == cfg.init_from
+    with pytest.raises(ValueError, match="overwritten"):
+        _cfg(tmp_path / "a", init_from=str(tmp_path / "a" / "out"))
