@@ -119,6 +119,9 @@ def render(results: Path = ROOT / "results") -> str:
         out += tables.objects("pure base", base)
         if ab:
             out += tables.objects("refine-mix ablation base", ab)
+        out += tables.binding("pure base", base)
+        if ab:
+            out += tables.binding("refine-mix ablation base", ab)
     if naive:
         out += [f"### Naive iteration (T={naive['T']}): step 0, last step, oracle and label-free stopping", ""]
         out += tables.naive(naive, "pure base (data/base_model)")

@@ -106,6 +106,18 @@ def objects(name: str, rep: dict) -> list[str]:
         f"{f} {k} obj. {pct(v['acc@0.5'])} (chance {pct(v['chance'])}, n={v['n']})" for f, k, v in rows), ""]
 
 
+def binding(name: str, rep: dict) -> list[str]:
+    """Whether the base's answers honour the colour / shape word (multi-object scenes, answers on an object)."""
+    rows = [(f, a, v) for f, by in rep.get("word_binding", {}).items() for a, v in by.items()]
+    if not rows:
+        return []
+    return [f"Word binding, {name} (answers on an object with the named colour / shape, vs a random object of the "
+            "scene; 95 % paired bootstrap CI of the difference): " + "; ".join(
+                f"{f} {a} {pct(v['honoured'])} vs {pct(v['chance'])} "
+                f"({100 * (v['honoured'] - v['chance']):+.1f} pp {ci(*v['ci_diff'])}, n={v['n']})"
+                for f, a, v in rows), ""]
+
+
 def phase1(sft: dict) -> list[str]:
     """Phase-1 recipes side by side: the paper's, and the labelled extra rows beside it."""
     rows = [("paper recipe (IoU filter [0, 0.85], linear-path targets)", sft)]

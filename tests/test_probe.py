@@ -316,3 +316,32 @@ def test_drop_driver_summary_compares_each_arm_with_the_naive_one(test_samples):
     lines = probe.drop_driver_summary(out)
     assert len(lines) == len(out) and all("vs the naive arm" in ln for ln in lines)
     assert "no difference" in lines[0]
+
+
+def test_word_binding_scores_the_named_attribute_against_chance():
+    from ivt_lib.loop import StepRecord, Trajectory
+    from ivt_lib.probe import word_binding, word_binding_rows
+
+    a, b, c = (0, 0, 10, 10), (20, 20, 30, 30), (40, 0, 50, 10)
+    objs = [{"box": a, "colour": "blue", "shape": "circle"}, {"box": b, "colour": "green", "shape": "circle"},
+            {"box": c, "colour": "green", "shape": "square"}]
+
+    def sample(expr):
+        return {"family": "f", "objects": objs, "target": 0, "expression": expr}
+
+    def tr(box):
+        return Trajectory("x", "f", a, 64, 64, [StepRecord("", box, 0.0, box is not None)])
+
+    # 'the blue shape' answered on the blue object (honoured) and on a green one (not); 'the circle' on the blue
+    # circle and on the green circle (both honoured); a box on no object and a parse failure are left out
+    samples = [sample("the blue shape")] * 2 + [sample("the circle")] * 2 + [sample("the blue circle")] * 2
+    trajs = [tr(a), tr(c), tr(a), tr(b), tr((55, 55, 60, 60)), tr(None)]
+    out = word_binding(trajs, samples)["f"]
+    assert out["colour"]["n"] == 2 and out["colour"]["honoured"] == 0.5
+    assert out["colour"]["chance"] == pytest.approx(1 / 3) and not out["colour"]["bound"]
+    assert out["shape"]["n"] == 2 and out["shape"]["honoured"] == 1.0
+    assert out["shape"]["chance"] == pytest.approx(2 / 3) and out["shape"]["bound"]  # +33 pp, constant: CI is a point
+    rows = word_binding_rows({"base": {"word_binding": {"f": out}}})
+    assert [r["word"] for r in rows] == ["colour", "shape"] and rows[1]["bound"] == "yes"
+    one = {"family": "f", "objects": objs[:1], "target": 0, "expression": "the blue circle"}
+    assert word_binding([tr(a)], [one]) == {}  # a one-object scene says nothing about binding
