@@ -53,7 +53,7 @@ splits: setup
 
 # Retrain the shipped pure base grounder from scratch in its two stages (data/BASE_MODEL_RUN.md): 7,200 steps of the
 # pure grounding stream, then 6,500 steps warm-started from them on the binding-heavy stream (more refcocog-like and
-# colour/shape contrast scenes). About 40 + 65 min on 2 idle CPU cores; each stage resumes after a kill.
+# colour/shape contrast scenes). 5,671 s + 3,924 s as run on 2 CPU cores; each stage resumes after a kill.
 BINDING_STAGE := --total-steps 6500 --warmup-steps 200 --eval-n 300 --curriculum-frac 0 --blend-frac 0 \
 	--contrast-frac 0.4 --contrast-axes colour,colour,shape,shape,size,position --family-weights 2,1,1 --lr 1e-3
 base-model: setup
