@@ -39,5 +39,9 @@ def test_training_record_ships_with_the_weights(folder):
 def test_the_pure_base_was_trained_without_refinement_samples():
     cfg = json.loads((BASE / "train_params.json").read_text())["config"]
     assert cfg["refine_frac"] == 0.0 and cfg["contrast_frac"] > 0 and cfg["paraphrase_frac"] > 0
+    if cfg["init_from"]:  # a warm start: the stage it started from was pure too, and its record ships
+        first = json.loads((BASE / "train_params_stage1.json").read_text())["config"]
+        assert first["refine_frac"] == 0.0
+        assert json.loads((BASE / "training_curve_stage1.json").read_text())
     old = json.loads((REFINE_MIX / "train_params.json").read_text())["config"]
     assert old["refine_frac"] == 0.3
