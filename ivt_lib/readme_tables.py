@@ -112,7 +112,8 @@ def binding(name: str, rep: dict) -> list[str]:
     if not rows:
         return []
     return [f"Word binding, {name} (answers on an object with the named colour / shape, vs a random object of the "
-            "scene; 95 % paired bootstrap CI of the difference): " + "; ".join(
+            "scene; 95 % paired bootstrap CI of the difference; only in refcocog-like scenes are these words the only cue): "
+            + "; ".join(
                 f"{f} {a} {pct(v['honoured'])} vs {pct(v['chance'])} "
                 f"({100 * (v['honoured'] - v['chance']):+.1f} pp {ci(*v['ci_diff'])}, n={v['n']})"
                 for f, a, v in rows), ""]
