@@ -19,6 +19,7 @@ Red is kept out of the palette because the refinement overlay is red (red shapes
 from __future__ import annotations
 
 import random
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -279,9 +280,7 @@ def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: S
     bad = [a for a in contrast_axes if a not in CONTRAST_AXES]
     if bad or not contrast_axes:
         raise ValueError(f"contrast_axes={contrast_axes!r}: expected a non-empty pool of {CONTRAST_AXES}")
-    gen = _GENERATORS[family]
-    if family == "contrast" and contrast_axes != CONTRAST_AXES:  # the default draws exactly as before
-        gen = lambda r, c: _gen_contrast(r, c, contrast_axes)  # noqa: E731
+    gen = partial(_gen_contrast, axes=contrast_axes) if family == "contrast" else _GENERATORS[family]
     for _ in range(1000):
         scene = gen(rng, cfg)
         if scene is not None and matches(scene) == [scene.target]:

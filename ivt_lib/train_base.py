@@ -81,14 +81,13 @@ class BaseTrainConfig:
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"{k}={getattr(self, k)} must be in [0, 1]")
         try:
-            w = [float(v) for v in self.family_weights.split(",")]
+            w = self.weights
         except ValueError:
             w = []
         if len(w) != len(FAMILIES) or min(w) < 0 or sum(w) <= 0:
             raise ValueError(f"family_weights={self.family_weights!r}: expected {len(FAMILIES)} non-negative numbers "
                              f"(for {', '.join(FAMILIES)}) with a positive sum")
-        axes = tuple(a.strip() for a in self.contrast_axes.split(","))
-        if not axes or any(a not in CONTRAST_AXES for a in axes):
+        if any(a not in CONTRAST_AXES for a in self.axes):
             raise ValueError(f"contrast_axes={self.contrast_axes!r}: expected a comma list of {CONTRAST_AXES}")
         if self.init_from and not (Path(self.init_from) / "config.json").exists():
             raise ValueError(f"init_from={self.init_from!r} holds no saved model (config.json missing)")
