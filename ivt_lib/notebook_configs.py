@@ -153,7 +153,7 @@ class GRPOStageConfig(GenerationStageConfig):
     quantize_4bit: bool = False
     save_every: int = 10
     still_eps: float = 0.05
-    single_step: bool = False  # off: trl GRPOTrainer fails in Qwen3-VL get_rope_index on varying-length completions
+    single_step: bool = True
     single_step_steps: int = 60
     grid_n: int = 6
 

@@ -78,6 +78,10 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
 
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype)
+    # trl left-pads the prompt ids itself but builds mm_token_type_ids with the processor's own padding side; a
+    # right-padding tokenizer (data/base_model's, saved so by train_base) shifts the image span against the ids and
+    # Qwen3-VL's get_rope_index fails on prompts of unequal length. trl loads processors left-padded; so do we.
+    processor.tokenizer.padding_side = "left"
     resized = (bx.model_frames(processor, [(int(s["width"]), int(s["height"])) for s in samples], cfg.coord_format)
                if cfg.coord_format == "qwen25" else None)
     # trl names a reward by its function's __name__: the partial keeps iou_reward's

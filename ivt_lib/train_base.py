@@ -178,8 +178,13 @@ def collate(processor, convs: list[list[dict]], images: list) -> dict:
     """Right-padded batch with labels on the assistant answer only (prompt, image and padding masked)."""
     tok = processor.tokenizer
     texts = [processor.apply_chat_template(c, tokenize=False) for c in convs]
-    tok.padding_side = "right"
-    enc = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    # restored afterwards: the saved base must not inherit right padding (trl's GRPOTrainer left-pads prompt ids but
+    # pads mm_token_type_ids with the processor's side, and a mismatch breaks Qwen3-VL's get_rope_index)
+    old, tok.padding_side = tok.padding_side, "right"
+    try:
+        enc = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    finally:
+        tok.padding_side = old
     ids = enc["input_ids"]
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     im_end = tok.convert_tokens_to_ids("<|im_end|>")

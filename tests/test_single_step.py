@@ -51,3 +51,43 @@ def test_qwen25_rewards_get_the_resized_frame(test_samples):
     cols = {k: ds[k] for k in ("bbox", "width", "height", "resized")}
     assert iou_reward([text], coord_format="qwen25", **cols)[0] == pytest.approx(1.0, abs=0.02)
     assert iou_reward([text], coord_format="qwen25", **{**cols, "resized": [list(s["image"].size)]})[0] < 0.9
+
+
+def test_trains_on_a_right_padded_base_with_unequal_prompts(tiny_dir, tmp_path, test_samples):
+    """Regression: the shipped base saves a right-padding tokenizer; trl then padded mm_token_type_ids on the right
+    and the prompt ids on the left, and Qwen3-VL's get_rope_index failed ("value tensor of shape [3, 81] cannot be
+    broadcast ... [3, 79]") as soon as two prompts differed in length."""
+    from ivt_lib.models import load_model
+
+    model, processor = load_model(str(tiny_dir), device="cpu")
+    processor.tokenizer.padding_side = "right"
+    base = tmp_path / "right_padded"
+    model.save_pretrained(base)
+    processor.save_pretrained(base)
+    short = min(test_samples, key=lambda s: len(s["expression"]))
+    long = max(test_samples, key=lambda s: len(s["expression"]))
+    assert len(long["expression"]) > len(short["expression"]) + 5
+    cfg = single_step.SingleStepConfig(max_steps=1, prompts_per_step=2, group_size=2, max_completion_length=6,
+                                       save_steps=100)
+    tr = single_step.make_trainer(str(base), [short, long], tmp_path / "run", cfg, device="cpu")
+    assert tr.processing_class.tokenizer.padding_side == "left"
+    tr.train()
+    assert tr.state.global_step == 1
+
+
+def test_base_training_collate_leaves_the_padding_side(tiny):
+    """collate pads right for the loss but must not leave the processor right-padding (it is saved with the base)."""
+    from ivt_lib.prompts import step0_messages, with_answer
+    from ivt_lib.train_base import collate
+    from PIL import Image
+
+    _, processor = tiny
+    tok = processor.tokenizer
+    before, tok.padding_side = tok.padding_side, "left"
+    img = Image.new("RGB", (64, 64))
+    convs = [with_answer(step0_messages(e), "[1, 2, 3, 4]") for e in ("the cat", "the big red square on the left")]
+    try:
+        collate(processor, convs, [img, img])
+        assert tok.padding_side == "left"
+    finally:
+        tok.padding_side = before
