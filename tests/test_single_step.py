@@ -78,7 +78,7 @@ def test_trains_on_a_right_padded_base_with_unequal_prompts(tiny_dir, tmp_path, 
 def test_base_training_collate_leaves_the_padding_side(tiny):
     """collate pads right for the loss but must not leave the processor right-padding (it is saved with the base)."""
     from ivt_lib.prompts import step0_messages, with_answer
-    from ivt_lib.train_base import collate
+    from ivt_lib.base_stream import collate
     from PIL import Image
 
     _, processor = tiny

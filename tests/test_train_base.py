@@ -4,6 +4,7 @@ import random
 import pytest
 import torch
 
+from ivt_lib import base_stream as bs
 from ivt_lib import train_base as tb
 from ivt_lib.parsing import parse_box
 
@@ -26,8 +27,8 @@ def test_config_validation():
 
 def test_stream_is_a_function_of_the_step(tmp_path):
     cfg = _cfg(tmp_path, total_steps=1000)
-    a = tb.make_sample(random.Random("s-7"), 700, cfg)
-    b = tb.make_sample(random.Random("s-7"), 700, cfg)
+    a = bs.make_sample(random.Random("s-7"), 700, cfg)
+    b = bs.make_sample(random.Random("s-7"), 700, cfg)
     assert a[0] == b[0] and a[1].tobytes() == b[1].tobytes()
     answer = a[0][-1]["content"][0]["text"]
     assert parse_box(answer).ok
@@ -37,7 +38,7 @@ def test_collate_labels_only_the_answer(tiny):
     _, proc = tiny
     cfg = tb.BaseTrainConfig(total_steps=1000)
     rng = random.Random(0)
-    convs, imgs = zip(*(tb.make_sample(rng, 900, cfg) for _ in range(4)))
+    convs, imgs = zip(*(bs.make_sample(rng, 900, cfg) for _ in range(4)))
     batch = tb.collate(proc, list(convs), list(imgs))
     for i, conv in enumerate(convs):
         lab = batch["labels"][i]
@@ -83,7 +84,7 @@ def _kinds(cfg, steps, n=150):
     for st in steps:
         rng = random.Random(f"k-{st}")
         for _ in range(n):
-            conv, img = tb.make_sample(rng, st, cfg)
+            conv, img = bs.make_sample(rng, st, cfg)
             text = conv[0]["content"][1]["text"]
             out["refine" if "Refinement" in text else "step0"] += 1
             out["drawn"] += int(any(px[0] > 200 and px[1] < 60 and px[2] < 60 for px in img.getdata()))
@@ -105,17 +106,17 @@ def test_refine_mix_flag_adds_drawn_refinement_samples():
 
 def test_contrast_share_after_the_curriculum(monkeypatch):
     seen = []
-    real = tb.generate_scene
+    real = bs.generate_scene
 
     def spy(rng, family, *a, **kw):
         seen.append(family)
         return real(rng, family, *a, **kw)
 
-    monkeypatch.setattr(tb, "generate_scene", spy)
+    monkeypatch.setattr(bs, "generate_scene", spy)
     cfg = tb.BaseTrainConfig(total_steps=1000)
     rng = random.Random(0)
     for _ in range(400):
-        tb.make_sample(rng, 900, cfg)
+        bs.make_sample(rng, 900, cfg)
     assert 0.17 < seen.count("contrast") / len(seen) < 0.33
     assert {"refcocog", "refadv", "refl4"} <= set(seen)
 
@@ -130,7 +131,7 @@ def test_refine_mix_flags_reproduce_the_ablation_bases_stream():
     for st in (0, 1500, 5000, 9999):
         rng = random.Random(f"base-stream-0-{st}")
         for _ in range(16):
-            conv, img = tb.make_sample(rng, st, cfg)
+            conv, img = bs.make_sample(rng, st, cfg)
             h.update(repr(conv).encode())
             h.update(img.tobytes())
     assert h.hexdigest() == "b2d0e82f17a2ba1becb47b9593dbb4ce198d4bfa1bfcb2da6e89119a8bfc35b2"
@@ -141,7 +142,7 @@ def test_paraphrases_never_draw_or_state_an_answer_about_the_image():
     rng = random.Random(3)
     texts = []
     for _ in range(300):
-        conv, _img = tb.make_sample(rng, 900, cfg)
+        conv, _img = bs.make_sample(rng, 900, cfg)
         texts.append(conv[0]["content"][1]["text"])
         answer = conv[-1]["content"][0]["text"]
         assert answer not in texts[-1], "the answer never appears in the prompt"
@@ -184,7 +185,7 @@ def test_binding_stream_options_validate():
 
 def test_family_weights_and_contrast_axes_shape_the_stream(monkeypatch):
     seen, axes = [], []
-    real = tb.generate_scene
+    real = bs.generate_scene
 
     def spy(rng, family, *a, **kw):
         seen.append(family)
@@ -192,12 +193,12 @@ def test_family_weights_and_contrast_axes_shape_the_stream(monkeypatch):
             axes.append(kw["contrast_axes"])
         return real(rng, family, *a, **kw)
 
-    monkeypatch.setattr(tb, "generate_scene", spy)
+    monkeypatch.setattr(bs, "generate_scene", spy)
     cfg = tb.BaseTrainConfig(total_steps=1000, curriculum_frac=0.0, blend_frac=0.0, contrast_frac=0.2,
                              family_weights="4,1,1", contrast_axes="colour,shape")
     rng = random.Random(0)
     for _ in range(600):
-        tb.make_sample(rng, 10, cfg)  # blend_frac=0: no easy scenes even at the start
+        bs.make_sample(rng, 10, cfg)  # blend_frac=0: no easy scenes even at the start
     fam = [f for f in seen if f != "contrast"]
     assert 0.55 < fam.count("refcocog") / len(fam) < 0.78  # 4/6 of the family draws
     assert set(axes) == {("colour", "shape")}
