@@ -13,7 +13,7 @@ import torch
 
 from . import boxes as bx
 from .parsing import format_box
-from .prompts import refine_messages, step0_messages, with_answer
+from .prompts import caption_messages, refine_messages, step0_messages, with_answer
 from .render import draw_box
 from .scenes import FAMILIES, SceneConfig, generate_scene, scene_to_record
 
@@ -85,6 +85,10 @@ def make_sample(rng: random.Random, step: int, cfg: "BaseTrainConfig") -> tuple[
         msgs = refine_messages(rec["expression"], bx.to_model_frame(prev, w, h) if prev else None,
                                rng.randint(1, T), T)
         return with_answer(msgs, answer), draw_box(rec["image"], prev)
+    if cfg.caption_frac and rng.random() < cfg.caption_frac:  # no draw when 0: older streams replay unchanged
+        o = rng.choice(rec["objects"])
+        return (with_answer(caption_messages(bx.to_model_frame(o["box"], w, h)), f"the {o['colour']} {o['shape']}"),
+                rec["image"])
     if cfg.paraphrase_frac and rng.random() < cfg.paraphrase_frac:  # no draw when 0: the refine-mix stream is unchanged
         return with_answer(grounding_paraphrase(rng, rec["expression"], w, h), answer), rec["image"]
     return with_answer(step0_messages(rec["expression"]), answer), rec["image"]

@@ -12,6 +12,10 @@ STEP0_TEMPLATE = 'Locate "{expression}" in the image. Output its bbox_2d in JSON
 REFINE_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} of {T}: the red box is the previous '
                    'answer {previous}. Check it and output the corrected bbox_2d in JSON.')
 
+# Region captioning (base-grounder pretraining only, ``train_base --caption-frac``): the box is stated in text, never
+# drawn, and the answer names the object, the attribute words a pretrained VLM's captioning data supervises.
+CAPTION_TEMPLATE = 'Name the object in the region {box} of the image. Answer with its colour and shape.'
+
 
 def step0_messages(expression: str) -> list[dict]:
     """Messages for step 0: one image, the referring expression."""
@@ -25,6 +29,12 @@ def refine_messages(expression: str, previous_box_model: tuple[int, int, int, in
     prev = format_box(previous_box_model) if previous_box_model is not None else "none (it could not be parsed)"
     text = REFINE_TEMPLATE.format(expression=expression, previous=prev, step=step, T=T)
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def caption_messages(box_model: tuple[int, int, int, int]) -> list[dict]:
+    """Messages asking for the colour and shape of the object in a region (the box in text, not drawn)."""
+    return [{"role": "user", "content": [{"type": "image"},
+                                         {"type": "text", "text": CAPTION_TEMPLATE.format(box=format_box(box_model))}]}]
 
 
 def with_answer(messages: list[dict], answer: str) -> list[dict]:

@@ -10,8 +10,11 @@ Qwen3-VL-4B. Two modes, one flag (``refine_frac``):
   to correct its own drawn box. A curriculum starts on big objects with few distractors, and a share
   ``contrast_frac`` of attribute-contrast scenes (a twin differs from the target in exactly one of colour, shape,
   size, position) teaches it to bind the expression's words to objects. A share ``paraphrase_frac`` of the grounding
-  questions is asked in other phrasings (:data:`ivt_lib.base_stream.GROUNDING_PARAPHRASES`), the instruction variety an instruct model
-  has and a one-template tiny model lacks.
+  questions is asked in other phrasings (:data:`ivt_lib.base_stream.GROUNDING_PARAPHRASES`), the instruction variety
+  an instruct model has and a one-template tiny model lacks. A share ``caption_frac`` (0 so far) are region-captioning
+  samples instead (a box stated in text, never drawn -> "the <colour> <shape>"), the attribute supervision a real
+  VLM's captioning data gives: without it the trained patch merger discards colour
+  (``python -m ivt_lib.visual_probe --model data/base_model``).
 * **refine mix** (``--refine-frac 0.3 --contrast-frac 0 --paraphrase-frac 0``, the ablation
   ``data/base_model_refine_mix``): the same
   stream plus generic refinement samples ("the red box is a previous answer, output the corrected box") whose
@@ -63,6 +66,7 @@ class BaseTrainConfig:
     refine_frac: float = 0.0               # share of generic refinement samples (0: pure grounder; 0.3: refine mix)
     contrast_frac: float = 0.25            # share of attribute-contrast scenes after the curriculum
     paraphrase_frac: float = 0.5           # share of grounding samples asked in another phrasing (instruction variety)
+    caption_frac: float = 0.0              # share of region-captioning samples (box in text -> "the <colour> <shape>")
     family_weights: str = "1,1,1"          # relative draw weights of refcocog, refadv, refl4 scenes after the curriculum
     contrast_axes: str = "colour,shape,size,position"  # pool of the contrast twin's differing attribute (repeat to weight)
     init_from: str = ""                    # warm start: weights of a saved model folder (fresh optimiser and schedule)
@@ -75,7 +79,7 @@ class BaseTrainConfig:
     def __post_init__(self):
         if self.total_steps <= self.warmup_steps:
             raise ValueError(f"total_steps={self.total_steps} must exceed warmup_steps={self.warmup_steps}")
-        for k in ("refine_frac", "contrast_frac", "paraphrase_frac"):
+        for k in ("refine_frac", "contrast_frac", "paraphrase_frac", "caption_frac"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"{k}={getattr(self, k)} must be in [0, 1]")
         try:

@@ -227,3 +227,39 @@ def test_warm_start_scores_the_start_then_trains_on(tmp_path):
     assert st["curve"][0]["init_from"] == cfg.init_from
     with pytest.raises(ValueError, match="overwritten"):
         _cfg(tmp_path / "a", init_from=str(tmp_path / "a" / "out"))
+
+
+def test_caption_samples_name_the_object_in_a_stated_box_and_draw_nothing(monkeypatch):
+    """--caption-frac: region captioning (box in text, not drawn) answered with that object's colour and shape."""
+    from ivt_lib import boxes as bx
+    from ivt_lib.parsing import format_box
+
+    recs = []
+    real = bs.scene_to_record
+
+    def spy(*a, **k):
+        recs.append(real(*a, **k))
+        return recs[-1]
+
+    monkeypatch.setattr(bs, "scene_to_record", spy)
+    cfg = tb.BaseTrainConfig(total_steps=1000, caption_frac=0.4)
+    rng = random.Random(5)
+    n_cap = 0
+    for _ in range(300):
+        conv, img = bs.make_sample(rng, 900, cfg)
+        text = conv[0]["content"][1]["text"]
+        if not text.startswith("Name the object"):
+            continue
+        n_cap += 1
+        rec = recs[-1]
+        assert img is rec["image"], "a caption sample draws nothing on the image"
+        named = [o for o in rec["objects"] if format_box(bx.to_model_frame(o["box"], rec["width"], rec["height"]))
+                 in text]
+        assert named and conv[-1]["content"][0]["text"] in {f"the {o['colour']} {o['shape']}" for o in named}
+    assert 0.3 < n_cap / 300 < 0.5
+
+
+def test_caption_frac_is_validated_and_off_by_default():
+    assert tb.BaseTrainConfig().caption_frac == 0.0
+    with pytest.raises(ValueError, match="caption_frac"):
+        tb.BaseTrainConfig(caption_frac=1.5)
