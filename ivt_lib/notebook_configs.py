@@ -21,11 +21,14 @@ class BaseModelConfig(GenerationStageConfig):
     retrain: bool = False
     retrain_steps: int = 7200
     grid_n: int = 12
+    visual_probe_n: int = 400
+    visual_probe_untrained: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.ablation_model:
             self._check_model("ablation_model", self.ablation_model)
+        _check(self.visual_probe_n >= 0, "visual_probe_n", self.visual_probe_n, "must be >= 0 (0 = no probe)")
         _check(self.retrain_steps > 200, "retrain_steps", self.retrain_steps, "must be > 200 (the warm-up)")
         _check(0 <= self.grid_n <= 64, "grid_n", self.grid_n, "must be in [0, 64]")
 

@@ -122,6 +122,7 @@ def render(results: Path = ROOT / "results") -> str:
         out += tables.binding("pure base", base)
         if ab:
             out += tables.binding("refine-mix ablation base", ab)
+        out += tables.visual_probe(base.get("visual_probe", {}))
     if naive:
         out += [f"### Naive iteration (T={naive['T']}): step 0, last step, oracle and label-free stopping", ""]
         out += tables.naive(naive, "pure base (data/base_model)")

@@ -119,6 +119,16 @@ def binding(name: str, rep: dict) -> list[str]:
                 for f, a, v in rows), ""]
 
 
+def visual_probe(probes: dict) -> list[str]:
+    """Where colour is lost: linear-probe accuracy at the pixels, the vision tower and the merged image token."""
+    if not probes:
+        return []
+    return ["Image-token probes (linear probe of each object's attribute at its centre, 5-fold CV on validation; "
+            "pixels → vision tower → merged token the language model sees, vs the majority class): " + "; ".join(
+                f"{b}, {a} {pct(r['pixels'])} → {pct(r['pre_merger'])} → **{pct(r['lm_token'])}** "
+                f"(chance {pct(r['majority'])})" for b, rep in probes.items() for a, r in rep.items()), ""]
+
+
 def phase1(sft: dict) -> list[str]:
     """Phase-1 recipes side by side: the paper's, and the labelled extra rows beside it."""
     rows = [("paper recipe (IoU filter [0, 0.85], linear-path targets)", sft)]

@@ -75,17 +75,26 @@ def decodability(features: dict, folds: int = 5, seed: int = 0) -> dict:
     return out
 
 
-def probe_model(model_path: str, n: int = 400, split: str = "validation", device: str = "cpu") -> dict:
-    """Load a model, probe it on ``n`` samples of ``split``; ``{attribute: {stage: accuracy, majority, n_objects}}``."""
-    from .data import load_split
-    from .models import load_model
+def probe_model(model_path: str, samples: Sequence[dict], device: str = "cpu") -> dict:
+    """Load a model and probe it on ``samples``; ``{attribute: {stage: accuracy, majority, n_objects}}``."""
+    from .models import load_model, resolve_device
 
-    model, processor = load_model(model_path, device=device)
+    missing = [s.get("id", i) for i, s in enumerate(samples) if "objects" not in s]
+    if not samples or missing:
+        raise ValueError(f"the probe needs samples that list their objects (synthetic scenes); "
+                         f"{'no samples' if not samples else f'none listed in {missing[:3]}'}")
+    model, processor = load_model(model_path, device=resolve_device(device))
     model.eval()
-    samples = load_split(split, limit=n)
-    if not samples:
-        raise ValueError(f"split {split!r} is empty: nothing to probe")
     return decodability(object_features(model, processor, samples))
+
+
+COLUMNS = ["base", "attribute", "chance (majority)", *STAGES, "objects"]
+
+
+def rows(reports: dict[str, dict]) -> list[dict]:
+    """Table rows (one per base and attribute) of :func:`probe_model` reports keyed by base name."""
+    return [{"base": b, "attribute": a, "chance (majority)": r["majority"], **{k: r[k] for k in STAGES},
+             "objects": r["n_objects"]} for b, rep in reports.items() for a, r in rep.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--split", default="validation")
     a = p.parse_args(argv)
-    print(json.dumps({m: probe_model(m, a.n, a.split) for m in a.model}, indent=1))
+    from .data import load_split
+
+    samples = load_split(a.split, limit=a.n)
+    print(json.dumps({m: probe_model(m, samples) for m in a.model}, indent=1))
 
 
 if __name__ == "__main__":

@@ -88,3 +88,16 @@ def test_seeds_section_shows_spread_contrasts_hard_cases_curves_and_times(tmp_pa
     assert "| 0 | +4.0 [+1.0, +7.0], p=0.01 |" in out and "0: +0.100 [+0.050, +0.150]" in out
     assert "| SFT + GRPO + IVT | 0: 0.100 → 0.050; 1: 0.100 → 0.050 | +0.050 ± 0.000 |" in out
     assert "seed 1: 600 s + 500 s (without the extra rows) [alone]" in out
+
+
+def test_visual_probe_line_shows_each_stage_and_chance(tmp_path):
+    import json
+
+    m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
+    vp = {"pure grounder": {"colour": {"majority": 0.21, "n_objects": 100, "pixels": 0.99, "pre_merger": 0.98,
+                                       "lm_token": 0.3}}}
+    (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {}, "visual_probe": vp}))
+    out = readme.render(tmp_path)
+    assert "pure grounder, colour 99.0 → 98.0 → **30.0** (chance 21.0)" in out
+    (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {}}))
+    assert "Image-token probes" not in readme.render(tmp_path)

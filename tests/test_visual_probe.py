@@ -10,7 +10,7 @@ def _features(signal: float, n: int = 300, seed: int = 0) -> dict:
     y = rng.integers(0, 3, n)
     X = rng.normal(size=(n, 8))
     X[:, 0] += signal * y  # the attribute lives in one direction, with this much separation
-    return {"features": {"lm_token": X}, "labels": {"colour": np.array(["a", "b", "c"])[y]}}
+    return {"features": {k: X for k in vp.STAGES}, "labels": {"colour": np.array(["a", "b", "c"])[y]}}
 
 
 def test_decodability_separates_signal_from_noise():
@@ -44,3 +44,18 @@ def test_object_features_one_row_per_object_at_every_stage(tiny, test_samples):
     fg, bg = np.array(COLOURS[s["objects"][0]["colour"]]) / 255, np.array(BACKGROUND) / 255
     t = np.clip(np.dot(px - bg, fg - bg) / np.dot(fg - bg, fg - bg), 0, 1)
     assert t > 0.2 and np.allclose(px, bg + t * (fg - bg), atol=0.02)
+
+
+def test_samples_without_objects_are_a_clear_error(tiny_dir, test_samples):
+    real = [{k: v for k, v in s.items() if k != "objects"} for s in test_samples[:2]]  # like paper data
+    with pytest.raises(ValueError, match="list their objects"):
+        vp.probe_model(str(tiny_dir), real)
+    with pytest.raises(ValueError, match="no samples"):
+        vp.probe_model(str(tiny_dir), [])
+
+
+def test_rows_one_per_base_and_attribute():
+    rep = vp.decodability(_features(3.0))
+    rows = vp.rows({"a": rep, "b": rep})
+    assert [(r["base"], r["attribute"]) for r in rows] == [("a", "colour"), ("b", "colour")]
+    assert set(rows[0]) == set(vp.COLUMNS) and rows[0]["lm_token"] == rep["colour"]["lm_token"]
