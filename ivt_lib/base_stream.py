@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .train_base import BaseTrainConfig
 
 
+ONE_OBJECT = SceneConfig(min_objects=1, max_objects=1, min_size=0.14, max_size=0.45)  # caption samples
 EASY = SceneConfig(min_objects=1, max_objects=2, min_size=0.25, max_size=0.45)
 # Instruction variety for the pure grounder (pretraining only). A pretrained instruct VLM has met many phrasings,
 # numbers in a prompt that are not the answer, and multi-part instructions; a 5 M-parameter model trained on one
@@ -86,9 +87,9 @@ def make_sample(rng: random.Random, step: int, cfg: "BaseTrainConfig") -> tuple[
                                rng.randint(1, T), T)
         return with_answer(msgs, answer), draw_box(rec["image"], prev)
     if cfg.caption_frac and rng.random() < cfg.caption_frac:  # no draw when 0: older streams replay unchanged
-        o = rng.choice(rec["objects"])
-        return (with_answer(caption_messages(bx.to_model_frame(o["box"], w, h)), f"the {o['colour']} {o['shape']}"),
-                rec["image"])
+        one = scene_to_record(generate_scene(rng, "refcocog", cfg.canvas, ONE_OBJECT), "stream")
+        o = one["objects"][0]
+        return with_answer(caption_messages(), f"the {o['colour']} {o['shape']}"), one["image"]
     if cfg.paraphrase_frac and rng.random() < cfg.paraphrase_frac:  # no draw when 0: the refine-mix stream is unchanged
         return with_answer(grounding_paraphrase(rng, rec["expression"], w, h), answer), rec["image"]
     return with_answer(step0_messages(rec["expression"]), answer), rec["image"]

@@ -12,9 +12,9 @@ STEP0_TEMPLATE = 'Locate "{expression}" in the image. Output its bbox_2d in JSON
 REFINE_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} of {T}: the red box is the previous '
                    'answer {previous}. Check it and output the corrected bbox_2d in JSON.')
 
-# Region captioning (base-grounder pretraining only, ``train_base --caption-frac``): the box is stated in text, never
-# drawn, and the answer names the object, the attribute words a pretrained VLM's captioning data supervises.
-CAPTION_TEMPLATE = 'Name the object in the region {box} of the image. Answer with its colour and shape.'
+# Object naming (base-grounder pretraining only, ``train_base --caption-frac``): a one-object image, no box drawn or
+# stated, answered with the object's colour and shape, the attribute words a pretrained VLM's captioning data supervises.
+CAPTION_TEXT = "Name the object in the image. Answer with its colour and shape."
 
 
 def step0_messages(expression: str) -> list[dict]:
@@ -31,10 +31,9 @@ def refine_messages(expression: str, previous_box_model: tuple[int, int, int, in
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-def caption_messages(box_model: tuple[int, int, int, int]) -> list[dict]:
-    """Messages asking for the colour and shape of the object in a region (the box in text, not drawn)."""
-    return [{"role": "user", "content": [{"type": "image"},
-                                         {"type": "text", "text": CAPTION_TEMPLATE.format(box=format_box(box_model))}]}]
+def caption_messages() -> list[dict]:
+    """Messages asking for the colour and shape of the (single) object in the image."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_TEXT}]}]
 
 
 def with_answer(messages: list[dict], answer: str) -> list[dict]:

@@ -11,8 +11,8 @@ Qwen3-VL-4B. Two modes, one flag (``refine_frac``):
   ``contrast_frac`` of attribute-contrast scenes (a twin differs from the target in exactly one of colour, shape,
   size, position) teaches it to bind the expression's words to objects. A share ``paraphrase_frac`` of the grounding
   questions is asked in other phrasings (:data:`ivt_lib.base_stream.GROUNDING_PARAPHRASES`), the instruction variety
-  an instruct model has and a one-template tiny model lacks. A share ``caption_frac`` (0 so far) are region-captioning
-  samples instead (a box stated in text, never drawn -> "the <colour> <shape>"), the attribute supervision a real
+  an instruct model has and a one-template tiny model lacks. A share ``caption_frac`` (0 so far) are object-naming samples
+  instead (a one-object scene, no box drawn or stated -> "the <colour> <shape>"), the attribute supervision a real
   VLM's captioning data gives: without it the trained patch merger discards colour
   (``python -m ivt_lib.visual_probe --model data/base_model``).
 * **refine mix** (``--refine-frac 0.3 --contrast-frac 0 --paraphrase-frac 0``, the ablation
@@ -66,10 +66,11 @@ class BaseTrainConfig:
     refine_frac: float = 0.0               # share of generic refinement samples (0: pure grounder; 0.3: refine mix)
     contrast_frac: float = 0.25            # share of attribute-contrast scenes after the curriculum
     paraphrase_frac: float = 0.5           # share of grounding samples asked in another phrasing (instruction variety)
-    caption_frac: float = 0.0              # share of region-captioning samples (box in text -> "the <colour> <shape>")
+    caption_frac: float = 0.0              # share of object-naming samples (one-object scene -> "the <colour> <shape>")
     family_weights: str = "1,1,1"          # relative draw weights of refcocog, refadv, refl4 scenes after the curriculum
     contrast_axes: str = "colour,shape,size,position"  # pool of the contrast twin's differing attribute (repeat to weight)
     init_from: str = ""                    # warm start: weights of a saved model folder (fresh optimiser and schedule)
+    reset_merger: bool = False             # warm start only: re-initialise the vision patch merger(s) before training
     eval_every: int = 500
     eval_n: int = 150                      # validation samples per eval (balanced families)
     ckpt_every_s: float = 240.0
@@ -93,6 +94,8 @@ class BaseTrainConfig:
             raise ValueError(f"contrast_axes={self.contrast_axes!r}: expected a comma list of {CONTRAST_AXES}")
         if self.init_from and not (Path(self.init_from) / "config.json").exists():
             raise ValueError(f"init_from={self.init_from!r} holds no saved model (config.json missing)")
+        if self.reset_merger and not self.init_from:
+            raise ValueError("reset_merger=True needs init_from: a fresh run's merger is freshly initialised anyway")
         if self.init_from and Path(self.init_from).resolve() == Path(self.out_dir).resolve():
             raise ValueError(f"init_from and out_dir are both {self.out_dir!r}: the warm start would be overwritten")
 
@@ -136,6 +139,20 @@ def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: li
                     "curve": curve, "stages": stages}, tmp / "state.pt")
 
 
+def reset_mergers(model, seed: int) -> None:
+    """Re-initialise the vision patch merger and the deepstack mergers (seeded; the model's own init scheme): the
+    trained bases' merger discards colour (ivt_lib.visual_probe), and an untrained one keeps it."""
+    torch.manual_seed(seed)
+    vis = model.model.visual
+    for merger in (vis.merger, *getattr(vis, "deepstack_merger_list", [])):
+        for m in merger.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm)):
+                m.reset_parameters()
+                if isinstance(m, torch.nn.Linear):  # the model's own scheme (normal, initializer_range), as build_tiny's
+                    torch.nn.init.normal_(m.weight, std=model.config.vision_config.initializer_range)
+                    torch.nn.init.zeros_(m.bias)
+
+
 def extend_stages(stages: list[dict], step: int, total_steps: int) -> list[dict]:
     """The run's schedule stages after resuming at ``step`` with ``total_steps`` (a new stage when it grew)."""
     if total_steps < step:
@@ -161,6 +178,8 @@ def train(cfg: BaseTrainConfig) -> dict:
     # a warm start (init_from) replaces the random init only; a checkpoint of this run always wins, so it resumes
     src = ckpt if (recover_dir(ckpt) / "state.pt").exists() else init_dir
     model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
+    if cfg.reset_merger and src != ckpt:
+        reset_mergers(model, cfg.seed)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -221,11 +240,18 @@ def train(cfg: BaseTrainConfig) -> dict:
     return summary
 
 
+def _flag(text: str) -> bool:
+    """A boolean flag's value (``bool("False")`` would be True)."""
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI: every :class:`BaseTrainConfig` field is a ``--flag``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for k, v in asdict(BaseTrainConfig()).items():
-        p.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+        p.add_argument("--" + k.replace("_", "-"), type=_flag if isinstance(v, bool) else type(v), default=v)
     cfg = BaseTrainConfig(**vars(p.parse_args(argv)))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     print(json.dumps(train(cfg)))

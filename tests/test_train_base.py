@@ -229,10 +229,9 @@ def test_warm_start_scores_the_start_then_trains_on(tmp_path):
         _cfg(tmp_path / "a", init_from=str(tmp_path / "a" / "out"))
 
 
-def test_caption_samples_name_the_object_in_a_stated_box_and_draw_nothing(monkeypatch):
-    """--caption-frac: region captioning (box in text, not drawn) answered with that object's colour and shape."""
-    from ivt_lib import boxes as bx
-    from ivt_lib.parsing import format_box
+def test_caption_samples_name_the_one_object_and_draw_nothing(monkeypatch):
+    """--caption-frac: object naming on a one-object scene (no box drawn or stated) answered with its colour and shape."""
+    from ivt_lib.prompts import CAPTION_TEXT
 
     recs = []
     real = bs.scene_to_record
@@ -247,15 +246,13 @@ def test_caption_samples_name_the_object_in_a_stated_box_and_draw_nothing(monkey
     n_cap = 0
     for _ in range(300):
         conv, img = bs.make_sample(rng, 900, cfg)
-        text = conv[0]["content"][1]["text"]
-        if not text.startswith("Name the object"):
+        if conv[0]["content"][1]["text"] != CAPTION_TEXT:
             continue
         n_cap += 1
-        rec = recs[-1]
-        assert img is rec["image"], "a caption sample draws nothing on the image"
-        named = [o for o in rec["objects"] if format_box(bx.to_model_frame(o["box"], rec["width"], rec["height"]))
-                 in text]
-        assert named and conv[-1]["content"][0]["text"] in {f"the {o['colour']} {o['shape']}" for o in named}
+        rec = recs[-1]  # the caption sample's own scene
+        assert len(rec["objects"]) == 1 and img is rec["image"], "one object, nothing drawn"
+        o = rec["objects"][0]
+        assert conv[-1]["content"][0]["text"] == f"the {o['colour']} {o['shape']}"
     assert 0.3 < n_cap / 300 < 0.5
 
 
@@ -263,3 +260,32 @@ def test_caption_frac_is_validated_and_off_by_default():
     assert tb.BaseTrainConfig().caption_frac == 0.0
     with pytest.raises(ValueError, match="caption_frac"):
         tb.BaseTrainConfig(caption_frac=1.5)
+
+
+def test_reset_mergers_touches_only_the_mergers(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny[0])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.model.visual.merger.parameters():
+            p.add_(1.0)  # a "trained" merger, unlike the fresh one
+    tb.reset_mergers(model, seed=0)
+    after = model.state_dict()
+    merged = [k for k in before if "merger" in k]
+    assert merged and all("visual" in k for k in merged)
+    assert all(torch.equal(before[k], after[k]) for k in before if "merger" not in k)
+    assert any(not torch.equal(before[k], after[k]) for k in merged if "visual.merger." in k)
+    ln = model.model.visual.merger.norm
+    assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(ln.bias, torch.zeros_like(ln.bias))
+    again = copy.deepcopy(model)
+    tb.reset_mergers(again, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters())), "seeded"
+
+
+def test_reset_merger_needs_a_warm_start_and_bool_flags_parse(tmp_path):
+    with pytest.raises(ValueError, match="reset_merger"):
+        tb.BaseTrainConfig(reset_merger=True)
+    assert tb._flag("False") is False and tb._flag("true") is True
+    with pytest.raises(Exception, match="true or false"):
+        tb._flag("maybe")
