@@ -13,7 +13,7 @@ REFINE_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} o
                    'answer {previous}. Check it and output the corrected bbox_2d in JSON.')
 
 # Object naming (base-grounder pretraining only, ``train_base --caption-frac``): a one-object image, no box drawn or
-# stated, answered with the object's colour and shape, the attribute words a pretrained VLM's captioning data supervises.
+# stated, answered with the object's colour and shape: the attribute words a pretrained VLM's captions supervise.
 CAPTION_TEXT = "Name the object in the image. Answer with its colour and shape."
 
 

@@ -141,7 +141,8 @@ def render(results: Path = ROOT / "results") -> str:
                 + ("paper-recipe rows and ours: keep data, refine credit; jittered-GT and single-step stay one seed"
                    if extra else "paper-recipe rows only; the labelled extra rows are one seed")
                 + "). Per-seed values: `results/seeds.json`."
-                + (f" For reference, the base grounder (before Phase 1) single shot: {tables.pct(base['overall']['acc@0.5'])} Acc@0.5."
+                + (" For reference, the base grounder (before Phase 1) single shot: "
+                   f"{tables.pct(base['overall']['acc@0.5'])} Acc@0.5."
                    if base else ""), "", *markdown(seeds)]
         if seeds.get("seconds"):
             runs = [f"seed {k}: " + ", then ".join(

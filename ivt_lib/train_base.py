@@ -11,9 +11,9 @@ Qwen3-VL-4B. Two modes, one flag (``refine_frac``):
   ``contrast_frac`` of attribute-contrast scenes (a twin differs from the target in exactly one of colour, shape,
   size, position) teaches it to bind the expression's words to objects. A share ``paraphrase_frac`` of the grounding
   questions is asked in other phrasings (:data:`ivt_lib.base_stream.GROUNDING_PARAPHRASES`), the instruction variety
-  an instruct model has and a one-template tiny model lacks. A share ``caption_frac`` (0 so far) are object-naming samples
-  instead (a one-object scene, no box drawn or stated -> "the <colour> <shape>"), the attribute supervision a real
-  VLM's captioning data gives: without it the trained patch merger discards colour
+  an instruct model has and a one-template tiny model lacks. A share ``caption_frac`` (0 so far) are object-naming
+  samples instead (a one-object scene, no box drawn or stated -> "the <colour> <shape>"), the attribute supervision a
+  real VLM's captioning data gives: without it the trained patch merger discards colour
   (``python -m ivt_lib.visual_probe --model data/base_model``).
 * **refine mix** (``--refine-frac 0.3 --contrast-frac 0 --paraphrase-frac 0``, the ablation
   ``data/base_model_refine_mix``): the same
@@ -66,7 +66,7 @@ class BaseTrainConfig:
     refine_frac: float = 0.0               # share of generic refinement samples (0: pure grounder; 0.3: refine mix)
     contrast_frac: float = 0.25            # share of attribute-contrast scenes after the curriculum
     paraphrase_frac: float = 0.5           # share of grounding samples asked in another phrasing (instruction variety)
-    caption_frac: float = 0.0              # share of object-naming samples (one-object scene -> "the <colour> <shape>")
+    caption_frac: float = 0.0              # share of object-naming samples (one object -> "the <colour> <shape>")
     family_weights: str = "1,1,1"          # relative draw weights of refcocog, refadv, refl4 scenes after the curriculum
     contrast_axes: str = "colour,shape,size,position"  # pool of the contrast twin's differing attribute (repeat to weight)
     init_from: str = ""                    # warm start: weights of a saved model folder (fresh optimiser and schedule)
@@ -142,6 +142,7 @@ def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: li
 def reset_mergers(model, seed: int) -> None:
     """Re-initialise the vision patch merger and the deepstack mergers (seeded; the model's own init scheme): the
     trained bases' merger discards colour (ivt_lib.visual_probe), and an untrained one keeps it."""
+    # by hand: model._init_weights leaves weights loaded from a checkpoint untouched (transformers 5; checked)
     torch.manual_seed(seed)
     vis = model.model.visual
     for merger in (vis.merger, *getattr(vis, "deepstack_merger_list", [])):

@@ -51,7 +51,8 @@ def object_features(model, processor, samples: Sequence[dict], batch_size: int =
                 feats["pixels"].append(cell.reshape(-1, 3).mean(0))
                 for a in ATTRIBUTES:
                     labels[a].append(o[a])
-    return {"features": {k: np.stack(v) for k, v in feats.items()}, "labels": {k: np.array(v) for k, v in labels.items()}}
+    return {"features": {k: np.stack(v) for k, v in feats.items()},
+            "labels": {k: np.array(v) for k, v in labels.items()}}
 
 
 def decodability(features: dict, folds: int = 5, seed: int = 0) -> dict:
