@@ -160,6 +160,15 @@ def render(results: Path = ROOT / "results") -> str:
                 "as one longer run). Greedy validation degradation / last-step Acc@0.5 on the fixed validation "
                 "subset; the test split is not evaluated. Figure: `figures/grpo_curve.png`.", "",
                 *curve_table(curve), ""]
+    sweep, _ = _load(results, "grpo_sweep.json")
+    if sweep:
+        from .grpo_sweep import table as sweep_table
+
+        out += ["### GRPO rollout temperature and learning rate, validation only (`python -m ivt_lib.grpo_sweep`)", "",
+                "The paper does not report them. Each arm is one GRPO run (seed 0) from an SFT model with the tier's "
+                f"other settings, evaluated greedily (T={sweep['T']}) on {sweep['n_val']} validation samples; the last "
+                "column is the arm's last step minus its SFT start's, paired. The test split is not evaluated.", "",
+                *sweep_table(sweep), ""]
     if ev:
         out += ["### Stability of every iterative configuration (05_evaluation)", "",
                 "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]

@@ -101,3 +101,19 @@ def test_visual_probe_line_shows_each_stage_and_chance(tmp_path):
     assert "pure grounder, colour 99.0 → 98.0 → **30.0** (chance 21.0)" in out
     (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {}}))
     assert "Image-token probes" not in readme.render(tmp_path)
+
+
+def test_grpo_sweep_section_shows_each_start_and_arm_with_its_paired_ci(tmp_path):
+    import json
+
+    m = {"acc@0.5": 0.7, "acc@0.7": 0.5, "acc@0.9": 0.2, "mean_iou": 0.6, "parse_rate": 1.0, "n": 10}
+    st = {"degradation": 0.08, "mean_delta_iou": -0.02, "improve": 0.2, "degrade": 0.5, "stay": 0.3, "n": 10}
+    arm = {"step0": m, "last": {**m, "acc@0.5": 0.6}, "stability": st, "training_log": [{"iteration": 1, "kl": 0.02}],
+           "vs_sft_start": {"d_acc@0.5": -0.1, "ci_acc@0.5": [-0.2, 0.0], "significant": False}}
+    (tmp_path / "grpo_sweep.json").write_text(json.dumps({
+        "T": 2, "n_val": 10, "starts": {"runs/sft": {"step0": m, "last": m, "stability": st}}, "arms": {"hot": arm}}))
+    out = readme.render(tmp_path)
+    assert "| SFT start (no GRPO): `runs/sft` | 70.0 | 70.0 | 0.080 | 50.0 | 30.0 | – | – |" in out
+    assert "| hot | 70.0 | 60.0 | 0.080 | 50.0 | 30.0 | 0.020 | -10.0 [-20.0, +0.0] no difference |" in out
+    assert "on 10 validation samples" in out
+    assert "grpo_sweep" not in readme.render(tmp_path / "nothing")
