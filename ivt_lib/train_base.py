@@ -71,6 +71,7 @@ class BaseTrainConfig:
     contrast_axes: str = "colour,shape,size,position"  # pool of the contrast twin's differing attribute (repeat to weight)
     init_from: str = ""                    # warm start: weights of a saved model folder (fresh optimiser and schedule)
     reset_merger: bool = False             # warm start only: re-initialise the vision patch merger(s) before training
+    freeze_merger: bool = False            # never train the patch merger(s): an untrained one keeps colour (visual_probe)
     eval_every: int = 500
     eval_n: int = 150                      # validation samples per eval (balanced families)
     ckpt_every_s: float = 240.0
@@ -154,6 +155,12 @@ def reset_mergers(model, seed: int) -> None:
                     torch.nn.init.zeros_(m.bias)
 
 
+def merger_parameters(model) -> list:
+    """The parameters of the vision patch merger and the deepstack mergers (the path from vision tower to LM)."""
+    vis = model.model.visual
+    return [p for m in (vis.merger, *getattr(vis, "deepstack_merger_list", [])) for p in m.parameters()]
+
+
 def extend_stages(stages: list[dict], step: int, total_steps: int) -> list[dict]:
     """The run's schedule stages after resuming at ``step`` with ``total_steps`` (a new stage when it grew)."""
     if total_steps < step:
@@ -181,8 +188,11 @@ def train(cfg: BaseTrainConfig) -> dict:
     model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
     if cfg.reset_merger and src != ckpt:
         reset_mergers(model, cfg.seed)
+    if cfg.freeze_merger:
+        for p in merger_parameters(model):
+            p.requires_grad_(False)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, best, curve, stages = 0, -1.0, [], []
     if src == ckpt:

@@ -289,3 +289,22 @@ def test_reset_merger_needs_a_warm_start_and_bool_flags_parse(tmp_path):
     assert tb._flag("False") is False and tb._flag("true") is True
     with pytest.raises(Exception, match="true or false"):
         tb._flag("maybe")
+
+
+def test_freeze_merger_keeps_the_merger_fixed_while_the_rest_trains(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    init = tb.train(_cfg(tmp_path / "a", total_steps=3, warmup_steps=1, eval_every=3))
+    assert init["steps"] == 3
+    start = AutoModelForImageTextToText.from_pretrained(tmp_path / "a" / "out").state_dict()
+    tb.train(_cfg(tmp_path / "b", total_steps=3, eval_every=3, init_from=str(tmp_path / "a" / "out"),
+                  reset_merger=True, freeze_merger=True))
+    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    after = AutoModelForImageTextToText.from_pretrained(tmp_path / "b" / "ckpt").state_dict()
+    reset = AutoModelForImageTextToText.from_pretrained(tmp_path / "a" / "out")
+    tb.reset_mergers(reset, seed=0)  # what the frozen run started from
+    merger = [k for k in after if "merger" in k]
+    assert merger and all(torch.equal(after[k], reset.state_dict()[k]) for k in merger)  # never trained
+    assert any(not torch.equal(after[k], start[k]) for k in after if "merger" not in k)  # the rest did
+    n_trainable = len(list(reset.parameters())) - len(tb.merger_parameters(reset))
+    assert st["step"] == 3 and len(st["opt"]["param_groups"][0]["params"]) == n_trainable  # resumable as frozen
