@@ -98,7 +98,7 @@ def check_resume(manifest_path: Path, manifest: dict) -> None:
                          "that folder or use another out_dir")
 
 
-def _finished_state(checkpoint: str | None):
+def finished_state(checkpoint: str | None):
     """The checkpoint's ``TrainerState`` when it is the end of its run (``global_step >= max_steps``), else None."""
     if not checkpoint or not (Path(checkpoint) / "adapter_model.safetensors").exists():
         return None
@@ -151,7 +151,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         from .io import atomic_write_json
 
         atomic_write_json(out / "run_config.json", manifest)
-    finished = _finished_state(resume)
+    finished = finished_state(resume)
     if finished is not None:
         # Trainer would take one more step when resumed at max_steps (transformers 5.24): load the result instead
         from peft import set_peft_model_state_dict

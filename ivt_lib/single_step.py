@@ -38,6 +38,7 @@ class SingleStepConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     save_steps: int = 20
+    logging_steps: int = 5
     seed: int = 0
     reward_weights: dict = field(default_factory=lambda: dict(PAPER_WEIGHTS))  # the multi-step run's, by default
     coord_format: str = "qwen3"
@@ -90,7 +91,7 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
         output_dir=str(Path(out_dir) / "checkpoints"), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size, num_generations=cfg.group_size,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        reward_weights=[cfg.reward_weights["iou"], cfg.reward_weights["format"]], logging_steps=5,
+        reward_weights=[cfg.reward_weights["iou"], cfg.reward_weights["format"]], logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
         use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=not progress.enabled(),
         remove_unused_columns=False)
@@ -104,12 +105,22 @@ def run_single_step(model_path: str, samples: Sequence[dict], out_dir: str | Pat
                     device: str = "auto", dtype: str = "float32") -> dict:
     """Train (resuming from the last checkpoint) and export the merged model; return paths and the log."""
     from .models import save_merged
-    from .sft import last_checkpoint
+    from .sft import finished_state, last_checkpoint
 
     out = Path(out_dir)
     trainer = make_trainer(model_path, samples, out, cfg, device, dtype)
     resume = last_checkpoint(out / "checkpoints")
-    trainer.train(resume_from_checkpoint=resume)
+    finished = finished_state(resume)
+    if finished is not None:
+        # resumed at max_steps in mid-epoch, trl's GRPOTrainer takes one more step (trl 1.16): load the run instead
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(trainer.model, load_file(str(Path(resume) / "adapter_model.safetensors")))
+        trainer.state = finished
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     final = save_merged(trainer.model, trainer.processing_class, out / "merged")
     return {"merged": final, "resumed_from": resume, "steps": trainer.state.global_step,
-            "log_history": [h for h in trainer.state.log_history if "reward" in h]}
+            # the logged steps; not trl's end-of-train summary, which a loaded finished run does not have
+            "log_history": [h for h in trainer.state.log_history if "reward" in h and "train_runtime" not in h]}

@@ -117,3 +117,14 @@ def test_grpo_sweep_section_shows_each_start_and_arm_with_its_paired_ci(tmp_path
     assert "| hot | 70.0 | 60.0 | 0.080 | 50.0 | 30.0 | 0.020 | -10.0 [-20.0, +0.0] no difference |" in out
     assert "on 10 validation samples" in out
     assert "grpo_sweep" not in readme.render(tmp_path / "nothing")
+
+
+def test_run_time_note_says_when_training_was_loaded(tmp_path):
+    import json
+
+    (tmp_path / "grpo.json").write_text(json.dumps({"grpo_seconds": 2.5}))
+    (tmp_path / "seeds.json").write_text(json.dumps({"seconds": {"1": {"04_grpo": 696.2, "03_sft": 700.0}}}))
+    note = readme._loaded_note("04_grpo", tmp_path)
+    assert note.startswith("training loaded from finished checkpoints") and note.endswith("seed 1: 696 s")
+    (tmp_path / "grpo.json").write_text(json.dumps({"grpo_seconds": 700.0}))  # trained in this run: no note
+    assert readme._loaded_note("04_grpo", tmp_path) == "" and readme._loaded_note("00_base_model", tmp_path) == ""

@@ -75,6 +75,32 @@ def test_trains_on_a_right_padded_base_with_unequal_prompts(tiny_dir, tmp_path, 
     assert tr.state.global_step == 1
 
 
+def test_a_finished_run_is_loaded_not_trained_further(tiny_dir, tmp_path, test_samples):
+    """Regression: rerunning notebook 04 resumed the finished single-step run at max_steps, and trl took one more
+    step (checkpoint-61 of 60), so every rerun changed the ablation's weights and its log."""
+    import torch
+
+    cfg = single_step.SingleStepConfig(max_steps=2, prompts_per_step=1, group_size=2, max_completion_length=6,
+                                       save_steps=1, learning_rate=0.05, logging_steps=1)
+    first = single_step.run_single_step(str(tiny_dir), test_samples[:6], tmp_path, cfg, device="cpu")
+    assert first["steps"] == 2 and first["resumed_from"] is None
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors"
+    w = load_file(str(ckpt))
+    save_file({k: v + 0.01 if "lora_B" in k else v for k, v in w.items()}, str(ckpt))  # a mark the rerun must load
+    again = single_step.run_single_step(str(tiny_dir), test_samples[:6], tmp_path, cfg, device="cpu")
+    assert again["steps"] == 2 and again["resumed_from"].endswith("checkpoint-2")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["checkpoint-1", "checkpoint-2"]
+    assert [h["step"] for h in first["log_history"]] == [1, 2] and again["log_history"] == first["log_history"]
+    from ivt_lib.models import load_model
+
+    merged, _ = load_model(again["merged"], device="cpu")
+    base, _ = load_model(str(tiny_dir), device="cpu")
+    ref = base.state_dict()
+    assert any(not torch.equal(v, ref[k]) for k, v in merged.state_dict().items())  # the checkpoint's adapter, merged
+
+
 def test_base_training_collate_leaves_the_padding_side(tiny):
     """collate pads right for the loss but must not leave the processor right-padding (it is saved with the base)."""
     from ivt_lib.prompts import step0_messages, with_answer
