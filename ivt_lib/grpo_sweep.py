@@ -1,10 +1,11 @@
-"""Rollout temperature and learning rate of multi-step GRPO, chosen on validation (the paper does not report them).
+"""Rollout temperature, learning rate and batch of multi-step GRPO, chosen on validation (the paper reports none).
 
-``python -m ivt_lib.grpo_sweep --tier default`` trains one GRPO run per arm from notebook 03's merged SFT model (the
-paper recipe, seed 0; an arm may name another, e.g. ours), each with the tier's settings plus the arm's overrides,
-then evaluates every arm and its SFT start greedily for T steps on the **validation** split (never the test split) and compares each arm's last step with
-the SFT start's, paired. Results go to ``<results_dir>/grpo_sweep.json``; runs to ``<runs_dir>/grpo_sweep/<arm>``.
-A finished arm is loaded from its ``eval.json``, an interrupted one resumes from its checkpoint.
+``python -m ivt_lib.grpo_sweep --tier default`` trains one GRPO run per arm (:data:`ARMS`, or ``--arm``) from notebook
+03's merged SFT model (the paper recipe, seed 0; an arm may name another, e.g. ours), each with the tier's settings
+plus the arm's overrides. It then evaluates every arm and its SFT start greedily for T steps on the **validation**
+split (never the test split) and compares each arm's last step with its SFT start's, paired. Results go to
+``<results_dir>/grpo_sweep.json``; runs to ``<runs_dir>/grpo_sweep/<arm>``. A finished arm is loaded from its
+``eval.json`` (which must hold the same overrides), an interrupted one resumes from its checkpoint.
 """
 from __future__ import annotations
 
@@ -17,13 +18,25 @@ from . import io, stats
 from .config import TIERS, model_source, tier_config
 from .metrics import stability, step_ious, step_metrics
 
-# arm name -> notebook-04 parameter overrides; the first is the tier's own setting (temperature 1.0, lr 5e-4)
+# arm name -> notebook-04 parameter overrides ("{runs_dir}" in a value is the tier's runs folder); the first is the
+# tier's own setting. These are the arms of the committed results/grpo_sweep.json.
+OURS_SFT = "{runs_dir}/sft/ours/merged"
 ARMS: dict[str, dict] = {
-    "temp 1.0, lr 5e-4 (tier)": {},
+    "temp 1.0, lr 5e-4 (tier)": {"temperature": 1.0},
     "temp 0.5, lr 5e-4": {"temperature": 0.5},
-    "temp 1.0, lr 2e-3": {"learning_rate": 2e-3},
-    "temp 0.5, lr 2e-3": {"temperature": 0.5, "learning_rate": 2e-3},
+    "temp 1.0, lr 2e-3": {"learning_rate": 0.002},
+    "temp 0.5, lr 2e-3": {"temperature": 0.5, "learning_rate": 0.002},
+    "temp 0.5, lr 2e-3, refine credit": {"temperature": 0.5, "learning_rate": 0.002, "credit": "refine"},
+    "tier, 160 updates": {"iterations": 160},
+    "tier, 16 prompts per update": {"prompts_per_iter": 16},
+    "ours SFT, tier": {"sft_model": OURS_SFT},
+    "ours SFT, tier, refine credit": {"sft_model": OURS_SFT, "credit": "refine"},
 }
+
+
+def resolve(overrides: dict, runs_dir: str) -> dict:
+    """The overrides with ``{runs_dir}`` in string values replaced by the tier's runs folder."""
+    return {k: v.format(runs_dir=runs_dir) if isinstance(v, str) else v for k, v in overrides.items()}
 
 
 def parse_arm(text: str) -> tuple[str, dict]:
@@ -77,7 +90,11 @@ def run_arm(tier: str, overrides: dict, val_eval: list, out: Path, where: dict |
 
     cached = out / "eval.json"
     if cached.exists():
-        return json.loads(cached.read_text())
+        res = json.loads(cached.read_text())
+        if res["overrides"] != overrides:
+            raise ValueError(f"{out} holds a run with overrides {res['overrides']}, not {overrides}: "
+                             "rename the arm or delete the folder")
+        return res
     stage = tier_config(tier, "04_grpo", {**(where or {}), **overrides})
     ds = stage.path("dataset")
     train = data.load_split("train", ds, stage.train_n or None, stage.max_pixels)
@@ -126,8 +143,9 @@ def sweep(tier: str, arms: dict[str, dict], val_n: int = 0, where: dict | None =
     from .models import load_model
 
     where = dict(where or {})
-    stages = {name: tier_config(tier, "04_grpo", {**where, **ov}) for name, ov in arms.items()}  # fail early
     stage = tier_config(tier, "04_grpo", where)
+    arms = {name: resolve(ov, stage.runs_dir) for name, ov in arms.items()}
+    stages = {name: tier_config(tier, "04_grpo", {**where, **ov}) for name, ov in arms.items()}  # fail early
     val_eval = data.load_split("validation", stage.path("dataset"), val_n or None, stage.max_pixels)
     starts, start_ious = {}, {}
     for sft in dict.fromkeys(st.sft_model for st in stages.values()):

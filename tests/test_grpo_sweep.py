@@ -15,6 +15,11 @@ def test_parse_arm_casts_values_and_rejects_malformed_arms():
             grpo_sweep.parse_arm(bad)
 
 
+def test_runs_dir_in_an_override_is_the_tiers():
+    assert grpo_sweep.resolve({"sft_model": grpo_sweep.OURS_SFT, "temperature": 0.5}, "runs/x") == {
+        "sft_model": "runs/x/sft/ours/merged", "temperature": 0.5}
+
+
 def test_arm_folders_are_distinct_for_the_built_in_arms():
     assert len({grpo_sweep.arm_dir(n) for n in grpo_sweep.ARMS}) == len(grpo_sweep.ARMS)
     assert grpo_sweep.arm_dir("temp 0.5, lr 2e-3") == "temp_0.5_lr_2e-3"
@@ -45,6 +50,8 @@ def test_sweep_trains_each_arm_and_compares_it_with_the_sft_start(smoke_chain):
     saved.write_text(json.dumps(cached))
     again = grpo_sweep.sweep("smoke", {"fast": arms["fast"]}, 6, where)
     assert again["arms"]["fast"]["train_seconds"] == -1.0
+    with pytest.raises(ValueError, match="holds a run with overrides"):  # same folder, other setting: never mixed up
+        grpo_sweep.sweep("smoke", {"fast": {"learning_rate": 0.01, "iterations": 1}}, 6, where)
     lines = grpo_sweep.table(res)
     assert lines[2].startswith("| SFT start (no GRPO): `") and len(lines) == 5
     assert lines[3].startswith("| hot |") and ("no difference" in lines[3] or "sig." in lines[3])
