@@ -15,7 +15,8 @@ from . import boxes as bx
 from .parsing import format_box
 from .prompts import caption_messages, refine_messages, step0_messages, with_answer
 from .render import draw_box
-from .scenes import FAMILIES, SceneConfig, generate_scene, scene_to_record
+from .records import scene_to_record
+from .scenes import FAMILIES, SceneConfig, generate_scene
 
 if TYPE_CHECKING:
     from .train_base import BaseTrainConfig

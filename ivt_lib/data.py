@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from .io import atomic_dir
-from .scenes import iter_split
+from .records import iter_split
 
 log = logging.getLogger(__name__)
 

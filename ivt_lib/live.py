@@ -21,7 +21,8 @@ from typing import Callable, Mapping, Sequence
 from .explorer import _curve_png, _png, panel_png
 from .loop import Trajectory, run_loop
 from .render import draw_boxes
-from .scenes import FAMILIES, generate_scene, scene_to_record
+from .records import scene_to_record
+from .scenes import FAMILIES, generate_scene
 
 
 class SideBySide:

@@ -182,7 +182,8 @@ def render(results: Path = ROOT / "results") -> str:
     if sweep:
         from .grpo_sweep import table as sweep_table
 
-        out += ["### GRPO rollout temperature, learning rate and batch, validation only (`python -m ivt_lib.grpo_sweep`)", "",
+        out += ["### GRPO rollout temperature, learning rate and batch, validation only "
+                "(`python -m ivt_lib.grpo_sweep`)", "",
                 "The paper does not report them. Each arm is one GRPO run (seed 0) from an SFT model with the tier's "
                 f"other settings, evaluated greedily (T={sweep['T']}) on {sweep['n_val']} validation samples; the last "
                 "column is the arm's last step minus its SFT start's, paired. The test split is not evaluated.", "",

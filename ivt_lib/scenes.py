@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 from functools import partial
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from PIL import Image, ImageDraw
 
@@ -286,23 +285,3 @@ def generate_scene(rng: random.Random, family: str, canvas: int = 128, config: S
         if scene is not None and matches(scene) == [scene.target]:
             return scene
     raise RuntimeError(f"could not generate a valid {family} scene in 1000 tries")
-
-
-def scene_to_record(scene: Scene, sample_id: str) -> dict:
-    """The project's sample schema: id, image, expression, xyxy pixel bbox, family, source, objects."""
-    return {
-        "id": sample_id, "image": scene.image, "expression": scene.expression,
-        "bbox": [float(v) for v in scene.bbox], "family": scene.family, "source": "synthetic",
-        "width": scene.image.width, "height": scene.image.height,
-        "objects": [{"shape": o.shape, "colour": o.colour, "size": o.size, "box": [float(v) for v in o.box]}
-                    for o in scene.objects],
-        "target": scene.target,
-    }
-
-
-def iter_split(split: str, n: int, seed: int, canvas: int = 128) -> Iterable[dict]:
-    """Yield ``n`` records of a split, families balanced round-robin; sample i depends only on (seed, split, i)."""
-    for i in range(n):
-        family = FAMILIES[i % len(FAMILIES)]
-        rng = random.Random(f"{seed}-{split}-{i}")
-        yield scene_to_record(generate_scene(rng, family, canvas), f"{split}-{i:05d}")

@@ -108,6 +108,20 @@ def finished_state(checkpoint: str | None):
     return state if 0 < state.max_steps <= state.global_step else None
 
 
+def load_finished(trainer, checkpoint: str | None):
+    """When ``checkpoint`` is the end of its run, load its adapter and state into ``trainer`` and return the state;
+    else None. Resumed at ``max_steps``, Trainer (transformers 5.24) and trl's GRPOTrainer (trl 1.16, mid-epoch)
+    take one more step, so a finished run is loaded, never resumed."""
+    state = finished_state(checkpoint)
+    if state is not None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(trainer.model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+        trainer.state = state
+    return state
+
+
 def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConfig, device: str = "auto",
             dtype: str = "float32") -> dict:
     """Train a LoRA adapter on ``train_dataset`` (``messages`` + ``images``); save adapter + merged model."""
@@ -151,16 +165,9 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
         from .io import atomic_write_json
 
         atomic_write_json(out / "run_config.json", manifest)
-    finished = finished_state(resume)
+    finished = load_finished(trainer, resume)
     if finished is not None:
-        # Trainer would take one more step when resumed at max_steps (transformers 5.24): load the result instead
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        log.info("SFT run in %s already finished at step %d: loading it, no further steps", resume,
-                 finished.global_step)
-        set_peft_model_state_dict(trainer.model, load_file(str(Path(resume) / "adapter_model.safetensors")))
-        trainer.state = finished
+        log.info("SFT run in %s already finished at step %d: loaded, no further steps", resume, finished.global_step)
         losses = [h["loss"] for h in finished.log_history if "loss" in h]
         train_loss = sum(losses) / max(len(losses), 1)  # mean of the logged losses (the run's own average is not saved)
     else:

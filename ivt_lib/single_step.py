@@ -105,20 +105,12 @@ def run_single_step(model_path: str, samples: Sequence[dict], out_dir: str | Pat
                     device: str = "auto", dtype: str = "float32") -> dict:
     """Train (resuming from the last checkpoint) and export the merged model; return paths and the log."""
     from .models import save_merged
-    from .sft import finished_state, last_checkpoint
+    from .sft import last_checkpoint, load_finished
 
     out = Path(out_dir)
     trainer = make_trainer(model_path, samples, out, cfg, device, dtype)
     resume = last_checkpoint(out / "checkpoints")
-    finished = finished_state(resume)
-    if finished is not None:
-        # resumed at max_steps in mid-epoch, trl's GRPOTrainer takes one more step (trl 1.16): load the run instead
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(trainer.model, load_file(str(Path(resume) / "adapter_model.safetensors")))
-        trainer.state = finished
-    else:
+    if load_finished(trainer, resume) is None:  # a finished run is loaded: resuming it would take one more step
         trainer.train(resume_from_checkpoint=resume)
     final = save_merged(trainer.model, trainer.processing_class, out / "merged")
     return {"merged": final, "resumed_from": resume, "steps": trainer.state.global_step,

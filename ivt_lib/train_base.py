@@ -43,7 +43,8 @@ import torch
 
 from .base_stream import collate, make_sample
 from .io import atomic_dir, atomic_write_json, provenance, recover_dir
-from .scenes import CONTRAST_AXES, FAMILIES, iter_split
+from .records import iter_split
+from .scenes import CONTRAST_AXES, FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -140,25 +141,29 @@ def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: li
                     "curve": curve, "stages": stages}, tmp / "state.pt")
 
 
+def mergers(model) -> list:
+    """The vision patch merger and the deepstack mergers: the path from the vision tower to the language model."""
+    vis = model.model.visual
+    return [vis.merger, *getattr(vis, "deepstack_merger_list", [])]
+
+
+def merger_parameters(model) -> list:
+    """The parameters of :func:`mergers`."""
+    return [p for m in mergers(model) for p in m.parameters()]
+
+
 def reset_mergers(model, seed: int) -> None:
     """Re-initialise the vision patch merger and the deepstack mergers (seeded; the model's own init scheme): the
     trained bases' merger discards colour (ivt_lib.visual_probe), and an untrained one keeps it."""
     # by hand: model._init_weights leaves weights loaded from a checkpoint untouched (transformers 5; checked)
     torch.manual_seed(seed)
-    vis = model.model.visual
-    for merger in (vis.merger, *getattr(vis, "deepstack_merger_list", [])):
+    for merger in mergers(model):
         for m in merger.modules():
             if isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm)):
                 m.reset_parameters()
                 if isinstance(m, torch.nn.Linear):  # the model's own scheme (normal, initializer_range), as build_tiny's
                     torch.nn.init.normal_(m.weight, std=model.config.vision_config.initializer_range)
                     torch.nn.init.zeros_(m.bias)
-
-
-def merger_parameters(model) -> list:
-    """The parameters of the vision patch merger and the deepstack mergers (the path from vision tower to LM)."""
-    vis = model.model.visual
-    return [p for m in (vis.merger, *getattr(vis, "deepstack_merger_list", [])) for p in m.parameters()]
 
 
 def extend_stages(stages: list[dict], step: int, total_steps: int) -> list[dict]:
@@ -192,7 +197,8 @@ def train(cfg: BaseTrainConfig) -> dict:
         for p in merger_parameters(model):
             p.requires_grad_(False)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, best, curve, stages = 0, -1.0, [], []
     if src == ckpt:

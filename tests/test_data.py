@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from ivt_lib import data
-from ivt_lib.scenes import FAMILIES, generate_scene, iter_split
+from ivt_lib.records import iter_split
+from ivt_lib.scenes import FAMILIES, generate_scene
 
 SEED, CANVAS = 0, 128  # how data/scenes was built (`python -m ivt_lib.data`)
 EXPECTED_SIZES = {"train": 2400, "validation": 510, "test": 505}

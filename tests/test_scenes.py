@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from ivt_lib import scenes
-from ivt_lib.scenes import BACKGROUND, COLOURS, FAMILIES, FAMILY_CONFIGS, SHAPES, generate_scene, iter_split
+from ivt_lib.records import iter_split
+from ivt_lib.scenes import BACKGROUND, COLOURS, FAMILIES, FAMILY_CONFIGS, SHAPES, generate_scene
 
 N_SCENES = 300  # per family; generation is ~50 us a scene
 SIZE_WORDS = ("small", "large")
 SUPERLATIVE_WORDS = ("leftmost", "rightmost", "topmost", "bottommost")
-EXPECTED_KEYS = {"id", "image", "expression", "bbox", "family", "source", "width", "height", "objects", "target"}
 
 
 def _scenes(family, n=N_SCENES, canvas=128, tag="t"):
@@ -321,64 +321,6 @@ def test_unknown_family_raises(family):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# iter_split and the record schema
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _fingerprint(records):
-    return [(r["id"], np.asarray(r["image"]).tobytes(), r["expression"], r["bbox"], r["family"]) for r in records]
-
-
-def test_iter_split_is_deterministic():
-    a = _fingerprint(iter_split("train", 12, seed=0))
-    b = _fingerprint(iter_split("train", 12, seed=0))
-    assert a == b
-
-
-def test_iter_split_different_seed_or_split_differs():
-    a = _fingerprint(iter_split("train", 12, seed=0))
-    b = _fingerprint(iter_split("train", 12, seed=1))
-    c = _fingerprint(iter_split("test", 12, seed=0))
-    same_pixels_seed = sum(x[1] == y[1] for x, y in zip(a, b))
-    same_pixels_split = sum(x[1] == y[1] for x, y in zip(a, c))
-    assert same_pixels_seed <= 1 and same_pixels_split <= 1
-    assert [x[2:4] for x in a] != [x[2:4] for x in b]
-
-
-def test_iter_split_sample_depends_only_on_index():
-    short = _fingerprint(iter_split("validation", 4, seed=3))
-    long = _fingerprint(iter_split("validation", 10, seed=3))
-    assert long[:4] == short
-
-
-def test_iter_split_balances_families_round_robin_and_numbers_ids():
-    recs = list(iter_split("test", 10, seed=0))
-    assert len(recs) == 10
-    assert [r["family"] for r in recs] == [FAMILIES[i % 3] for i in range(10)]
-    assert [r["id"] for r in recs] == [f"test-{i:05d}" for i in range(10)]
-
-
-def test_scene_to_record_schema():
-    for family in FAMILIES:
-        s = generate_scene(random.Random(7), family)
-        r = scenes.scene_to_record(s, "x-00001")
-        assert set(r) == EXPECTED_KEYS
-        assert r["id"] == "x-00001"
-        assert r["image"] is s.image
-        assert r["expression"] == s.expression
-        assert r["family"] == family and r["source"] == "synthetic"
-        assert (r["width"], r["height"]) == s.image.size
-        assert r["bbox"] == [float(v) for v in s.bbox] and all(type(v) is float for v in r["bbox"])
-        assert r["target"] == s.target
-        assert len(r["objects"]) == len(s.objects)
-        for ro, o in zip(r["objects"], s.objects):
-            assert set(ro) == {"shape", "colour", "size", "box"}
-            assert (ro["shape"], ro["colour"], ro["size"]) == (o.shape, o.colour, o.size)
-            assert ro["box"] == list(o.box)
-        assert r["objects"][r["target"]]["box"] == r["bbox"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # attribute-contrast scenes (pretraining stream only)
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -415,5 +357,5 @@ def test_contrast_scenes_have_a_twin_differing_in_exactly_one_attribute():
 
 def test_contrast_is_not_a_split_family():
     assert "contrast" not in scenes.FAMILIES
-    recs = list(scenes.iter_split("test", 9, 0))
+    recs = list(iter_split("test", 9, 0))
     assert {r["family"] for r in recs} == set(scenes.FAMILIES)
