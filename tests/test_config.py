@@ -362,3 +362,11 @@ def test_sft_run_config_from_stage():
     shared = {f.name for f in dc_fields(SFTRunConfig)} & set(SFTStageConfig().to_dict())
     assert {n: getattr(SFTRunConfig.from_stage(SFTStageConfig()), n) for n in shared} == \
         {n: getattr(SFTRunConfig(), n) for n in shared}, "the two layers' defaults disagree"
+
+
+@pytest.mark.parametrize("tier", ["paper", "paper_24gb"])
+def test_paper_tier_pins_the_grpo_sampling_recipe(tier):
+    """The paper tiers state their rollout recipe instead of inheriting it from the dataclass defaults."""
+    section = load_tier(tier)["04_grpo"]
+    assert section["credit"] == "trajectory" and section["refine_credit_ablation"] is False
+    assert section["temperature"] == 1.0 and section["top_p"] == 1.0
