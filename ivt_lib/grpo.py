@@ -48,7 +48,7 @@ from . import boxes as bx
 from . import progress
 from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_loss,  # noqa: F401 (re-exported)
                              rollout_digest, rollout_rows, score_rows, token_logps)
-from .grpo_config import CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
+from .grpo_config import ADDED_LATER, CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
 from .io import atomic_dir, recover_dir
 from .loop import HFPolicy, Trajectory, run_loop, vision_token_ids
 from .process_group import ProcessGroup
@@ -122,7 +122,7 @@ class MultiStepGRPO:
         st = torch.load(self.ckpt / "state.pt", weights_only=False)
         saved, now = st.get("config"), resume_relevant(self.cfg)
         if saved is not None:
-            saved = {OLD_NAMES.get(k, k): v for k, v in saved.items()}
+            saved = {**ADDED_LATER, **{OLD_NAMES.get(k, k): v for k, v in saved.items()}}
         if saved is not None and saved != now:
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             raise ValueError(f"{self.ckpt} was written with other settings {diff} (saved, now): delete that folder "
@@ -171,9 +171,14 @@ class MultiStepGRPO:
             if c.credit == "trajectory":
                 return run_loop(pol, expanded, c.T, c.coord_format, show_progress=False, record_inputs=True,
                                 sample_seeds=seeds)
-            # one sampled step 0 per prompt, shared by its group; only the refine steps are recorded for the loss
-            s0 = run_loop(pol, list(prompts), 0, c.coord_format, show_progress=False,
-                          sample_seeds=[derive_seed("grpo-step0", c.seed, it, str(p["id"])) for p in prompts])
+            # one step 0 per prompt (sampled, or greedy: refine_start), shared by its group; only the refine steps are
+            # recorded for the loss
+            if c.refine_start == "greedy":  # the deployed start: what the greedy policy answers at step 0
+                greedy = HFPolicy(self.model, self.processor, c.max_new_tokens, c.batch_size)
+                s0 = run_loop(greedy, list(prompts), 0, c.coord_format, show_progress=False)
+            else:
+                s0 = run_loop(pol, list(prompts), 0, c.coord_format, show_progress=False,
+                              sample_seeds=[derive_seed("grpo-step0", c.seed, it, str(p["id"])) for p in prompts])
             starts = [tr.steps[0].box for tr in s0 for _ in range(c.group_size)]
             trajs = run_loop(pol, expanded, c.T, c.coord_format, start_boxes=starts, show_progress=False,
                              record_inputs=True, sample_seeds=seeds)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 
 CREDITS = ("trajectory", "refine")
+REFINE_STARTS = ("sampled", "greedy")
 
 
 @dataclass
@@ -44,6 +45,9 @@ class GRPORunConfig:
     # final reward's advantage. "refine" (ours, labelled): one sampled step-0 answer shared by the group, G refine
     # continuations from it, no loss on step-0 tokens, so the advantage measures refinement, not step-0 luck.
     credit: str = "trajectory"
+    # with credit="refine": where the shared step 0 comes from. "sampled" (one sample at the rollout temperature) or
+    # "greedy" (ours, labelled): the deployed greedy answer, so refinement trains on the starts it will be evaluated on
+    refine_start: str = "sampled"
     val_every: int = 0                  # greedy T-step evaluation on the validation subset every K updates (0 = off)
 
     @classmethod
@@ -72,6 +76,8 @@ class GRPORunConfig:
             raise ValueError("micro_batch and batch_size must be >= 1")
         if self.credit not in CREDITS:
             raise ValueError(f"credit={self.credit!r}: expected one of {CREDITS}")
+        if self.refine_start not in REFINE_STARTS:
+            raise ValueError(f"refine_start={self.refine_start!r}: expected one of {REFINE_STARTS}")
         if self.credit == "refine" and self.T < 1:
             raise ValueError("credit='refine' trains the refine steps: it needs T >= 1")
         if self.val_every < 0:
@@ -85,6 +91,8 @@ RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "batch_size", "v
 
 # checkpoints written before the run config took the stage config's names
 OLD_NAMES = {"gen_batch_size": "batch_size", "rollout_backend": "generation_backend"}
+# settings added after checkpoints were written: a checkpoint without one was trained with its value here
+ADDED_LATER = {"refine_start": "sampled"}
 
 
 def resume_relevant(cfg: GRPORunConfig) -> dict:

@@ -31,6 +31,9 @@ ARMS: dict[str, dict] = {
     "tier, 16 prompts per update": {"prompts_per_iter": 16},
     "ours SFT, tier": {"sft_model": OURS_SFT},
     "ours SFT, tier, refine credit": {"sft_model": OURS_SFT, "credit": "refine"},
+    "refine credit (tier)": {"credit": "refine"},
+    "refine credit, greedy start": {"credit": "refine", "refine_start": "greedy"},
+    "refine credit, greedy start, lr 2e-3": {"credit": "refine", "refine_start": "greedy", "learning_rate": 0.002},
 }
 
 

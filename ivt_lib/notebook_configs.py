@@ -144,6 +144,7 @@ class GRPOStageConfig(GenerationStageConfig):
     temperature: float = 1.0
     top_p: float = 1.0
     credit: str = "trajectory"
+    refine_start: str = "sampled"
     refine_credit_ablation: bool = True
     val_every: int = 10
     val_n: int = 48
@@ -173,6 +174,8 @@ class GRPOStageConfig(GenerationStageConfig):
         _check(0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
         _check(self.credit in ("trajectory", "refine"), "credit", self.credit,
                "must be 'trajectory' (the paper's whole trajectories) or 'refine' (shared step 0, ours)")
+        _check(self.refine_start in ("sampled", "greedy"), "refine_start", self.refine_start,
+               "must be 'sampled' (a step 0 at the rollout temperature) or 'greedy' (the deployed start, ours)")
         _check(self.val_every >= 0, "val_every", self.val_every, "must be >= 0 (0 = no validation curve)")
         _check(self.val_n >= 1 or self.val_every == 0, "val_n", self.val_n, "must be >= 1 when val_every > 0")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")

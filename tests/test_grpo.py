@@ -130,6 +130,8 @@ def test_config_validation():
         grpo.GRPORunConfig(credit="step0")
     with pytest.raises(ValueError, match="T >= 1"):
         grpo.GRPORunConfig(credit="refine", T=0)
+    with pytest.raises(ValueError, match="refine_start"):
+        grpo.GRPORunConfig(credit="refine", refine_start="best")
 
 
 def test_refine_credit_shares_step0_in_a_group_and_never_scores_it(tiny_dir, tmp_path, test_samples):
@@ -151,6 +153,34 @@ def test_refine_credit_shares_step0_in_a_group_and_never_scores_it(tiny_dir, tmp
     whole = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "w",
                                grpo.GRPORunConfig(**{**asdict(cfg), "credit": "trajectory"}), device="cpu")
     assert any(r["step"] == 0 for t in whole.rollout(whole.prompts(0)) for r in t.rollout)
+
+
+def test_greedy_refine_start_is_the_deployed_step0(tiny_dir, tmp_path, test_samples):
+    """refine_start="greedy": the group's shared step 0 is the greedy answer the evaluated policy gives."""
+    from ivt_lib.loop import HFPolicy, run_loop
+
+    cfg = grpo.GRPORunConfig(iterations=1, prompts_per_iter=3, group_size=2, T=1, max_new_tokens=6, save_every=1,
+                             credit="refine", refine_start="greedy", temperature=1.5)
+    tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "g", cfg, device="cpu")
+    prompts = tr.prompts(0)
+    trajs = tr.rollout(prompts)
+    with torch.no_grad():
+        ref = run_loop(HFPolicy(tr.model, tr.processor, 6, 8), prompts, 0, cfg.coord_format, show_progress=False)
+    assert [t.steps[0].text for t in trajs] == [r.steps[0].text for r in ref for _ in range(2)]
+    assert all([r["step"] for r in t.rollout] == [1] for t in trajs)
+
+
+def test_checkpoint_from_before_refine_start_resumes(trainer):
+    """A checkpoint written before refine_start existed was trained with a sampled step 0, and resumes as such."""
+    trainer.save()
+    st = torch.load(trainer.ckpt / "state.pt", weights_only=False)
+    st["config"] = {k: v for k, v in st["config"].items() if k != "refine_start"}
+    torch.save(st, trainer.ckpt / "state.pt")
+    again = grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, trainer.cfg, device="cpu")
+    assert again.iteration == trainer.iteration
+    greedy = grpo.GRPORunConfig(**{**asdict(trainer.cfg), "refine_start": "greedy"})
+    with pytest.raises(ValueError, match="refine_start"):
+        grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, greedy, device="cpu")
 
 
 def test_validation_curve_is_logged_and_resumed(tiny_dir, tmp_path, test_samples):
