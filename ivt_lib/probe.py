@@ -185,6 +185,39 @@ def selection_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict], step
     return out
 
 
+PICKS = ("target", "distractor", "no_object", "parse_failure")
+
+
+def pick_transitions(trajs: Sequence[Trajectory], samples: Sequence[dict], start: int = 0, end: int = -1) -> dict:
+    """On multi-object scenes: where step ``end``'s box lands (target / distractor / no object / parse failure) given
+    where step ``start``'s landed, as counts and row shares. A refiner that checks its box rarely leaves the target and
+    often leaves a distractor; one that moves blindly treats both alike. Synthetic scenes only (others skipped)."""
+    counts = {a: dict.fromkeys(PICKS, 0) for a in PICKS}
+    for tr, s in zip(trajs, samples):
+        if len(s.get("objects") or []) < 2 or s.get("target") is None:
+            continue
+        counts[_picked(tr.steps[start].box, s)][_picked(tr.steps[end].box, s)] += 1
+    shares = {a: {b: v / max(sum(row.values()), 1) for b, v in row.items()} for a, row in counts.items()}
+    return {"counts": counts, "shares": shares}
+
+
+def pick_transition_rows(configs: dict[str, Sequence[Trajectory]], samples: dict[str, dict]) -> list[dict]:
+    """One row per iterative configuration: of multi-object starts on the target, the share still on it at the last
+    step, moved to a distractor or to no object; of starts on a distractor, the share moved to the target."""
+    rows = []
+    for name, trajs in configs.items():
+        if len(trajs[0].steps) < 2:
+            continue
+        t = pick_transitions(trajs, [samples[tr.sample_id] for tr in trajs])
+        on, off = t["shares"]["target"], t["shares"]["distractor"]
+        rows.append({"configuration": name, "starts on target": sum(t["counts"]["target"].values()),
+                     "stays on target %": 100 * on["target"], "-> distractor %": 100 * on["distractor"],
+                     "-> no object %": 100 * on["no_object"],
+                     "starts on distractor": sum(t["counts"]["distractor"].values()),
+                     "distractor -> target %": 100 * off["target"], "stays on distractor %": 100 * off["distractor"]})
+    return rows
+
+
 BOUND_WORDS = {"colour": tuple(COLOURS), "shape": SHAPES}
 
 

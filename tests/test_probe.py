@@ -345,3 +345,28 @@ def test_word_binding_scores_the_named_attribute_against_chance():
     assert [r["word"] for r in rows] == ["colour", "shape"] and rows[1]["bound"] == "yes"
     one = {"family": "f", "objects": objs[:1], "target": 0, "expression": "the blue circle"}
     assert word_binding([tr(a)], [one]) == {}  # a one-object scene says nothing about binding
+
+
+def test_pick_transitions_follow_the_box_from_object_to_object():
+    from ivt_lib.loop import StepRecord, Trajectory
+
+    a, b = (0, 0, 10, 10), (20, 20, 30, 30)
+    two = {"family": "f", "objects": [{"box": a}, {"box": b}], "target": 0}
+    one = {"family": "f", "objects": [{"box": a}], "target": 0}
+
+    def tr(sid, *boxes):
+        return Trajectory(sid, "f", a, 64, 64, [StepRecord("", x, 0.0, x is not None) for x in boxes])
+
+    trajs = [tr("keep", a, a, a), tr("leave", a, a, b), tr("drift", a, (40, 40, 60, 60)), tr("fix", b, a),
+             tr("broken", b, None), tr("single", a, b)]
+    samples = [two, two, two, two, two, one]
+    t = probe.pick_transitions(trajs, samples)
+    assert t["counts"]["target"] == {"target": 1, "distractor": 1, "no_object": 1, "parse_failure": 0}
+    assert t["counts"]["distractor"] == {"target": 1, "distractor": 0, "no_object": 0, "parse_failure": 1}
+    assert t["shares"]["distractor"]["target"] == 0.5 and t["shares"]["no_object"]["target"] == 0.0  # empty row
+    at1 = probe.pick_transitions(trajs, samples, end=1)["counts"]["target"]  # step 1, not the last
+    assert at1 == {"target": 2, "distractor": 0, "no_object": 1, "parse_failure": 0}
+    rows = probe.pick_transition_rows({"x": trajs[:5], "single shot": [tr("s", a)]},
+                                      {"keep": two, "leave": two, "drift": two, "fix": two, "broken": two, "s": two})
+    assert [r["configuration"] for r in rows] == ["x"]
+    assert rows[0]["starts on target"] == 3 and rows[0]["distractor -> target %"] == 50.0
