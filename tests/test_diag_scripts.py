@@ -1,4 +1,4 @@
-"""The two diagnostic scripts run on the shipped base and report what their notes in the README rely on."""
+"""The diagnostic scripts run on the shipped base and report what their notes in the README rely on."""
 import importlib.util
 
 from ivt_lib.config import ROOT
@@ -23,3 +23,16 @@ def test_keep_signal_counts_keeps_among_good_starts():
     assert out["n"] == 16 and out["good_starts"] >= 1  # the base gets some of 16 right (74 % on validation)
     assert 0.0 <= out["greedy_keep"] <= 1.0 and 0.0 <= out["sampled_keep"] <= 1.0
     assert out["groups_with_a_keep"] >= out["sampled_keep"] - 1e-9  # a group with any keep counts once
+
+
+def test_contrast_binding_counts_where_boxes_land_and_pairs_two_models():
+    mod = _load("diag_contrast_binding")
+    recs = mod.contrast_scenes(4, "colour")
+    assert [(r["expression"], r["bbox"]) for r in recs] == \
+        [(r["expression"], r["bbox"]) for r in mod.contrast_scenes(4, "colour")]  # the same fresh scenes every time
+    assert all(len(r["objects"]) >= 2 for r in recs)
+    out = mod.contrast_binding(["data/base_model", "data/base_model"], n=6)
+    for m in out["models"].values():
+        assert sum(m["landed"].values()) == 6 and 0.0 <= m["acc@0.5"] <= 1.0
+    assert out["second_vs_first"]["d_acc@0.5"] == 0.0  # a model against itself
+    assert 0.25 <= out["chance_random_object"] <= out["chance_axis_blind"] <= 1.0  # 2-4 objects; the other word helps
