@@ -1,4 +1,5 @@
-"""Rollout temperature, learning rate and batch of multi-step GRPO, chosen on validation (the paper reports none).
+"""Rollout temperature, learning rate, batch and credit of multi-step GRPO, chosen on validation (the paper reports
+none).
 
 ``python -m ivt_lib.grpo_sweep --tier default`` trains one GRPO run per arm (:data:`ARMS`, or ``--arm``) from notebook
 03's merged SFT model (the paper recipe, seed 0; an arm may name another, e.g. ours), each with the tier's settings
@@ -167,10 +168,11 @@ def sweep(tier: str, arms: dict[str, dict], val_n: int = 0, where: dict | None =
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description="GRPO rollout temperature / learning rate, chosen on validation.")
+    ap = argparse.ArgumentParser(description="GRPO rollout temperature, learning rate, batch and credit, chosen on "
+                                             "validation.")
     ap.add_argument("--tier", default="default", choices=TIERS)
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=key:value,...",
-                    help="an arm (repeatable); default: the built-in temperature x learning-rate grid")
+                    help="an arm (repeatable); default: the built-in arms (ARMS)")
     ap.add_argument("--val-n", type=int, default=0, help="validation samples evaluated (0 = the whole split)")
     a = ap.parse_args(argv)
     arms = dict(parse_arm(x) for x in a.arm) if a.arm else ARMS

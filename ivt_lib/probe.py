@@ -151,7 +151,10 @@ def failure_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict]) -> dic
             "shares_of_degrading": {k: (bad.count(k) / len(bad) if bad else 0.0) for k in names}}
 
 
-def _picked(box, sample: dict) -> str:
+PICKS = ("target", "distractor", "no_object", "parse_failure")
+
+
+def picked(box, sample: dict) -> str:
     """Which object a box lands on (IoU >= 0.5): the target, a distractor, or none."""
     if box is None:
         return "parse_failure"
@@ -172,20 +175,16 @@ def selection_anatomy(trajs: Sequence[Trajectory], samples: Sequence[dict], step
         if not s.get("objects") or s.get("target") is None:
             continue
         st = tr.steps[step]
-        groups.setdefault(tr.family, []).append((_picked(st.box, s), len(s["objects"]), st.iou >= 0.5))
+        groups.setdefault(tr.family, []).append((picked(st.box, s), len(s["objects"]), st.iou >= 0.5))
     out = {}
-    kinds = ("target", "distractor", "no_object", "parse_failure")
     for fam, rows in sorted(groups.items()):
         n = len(rows)
         by_n = {}
         for k in sorted({r[1] for r in rows}):
             hits = [r[2] for r in rows if r[1] == k]
             by_n[str(k)] = {"n": len(hits), "acc@0.5": float(np.mean(hits)), "chance": 1.0 / k}
-        out[fam] = {"n": n, "picked": {k: sum(r[0] == k for r in rows) / n for k in kinds}, "acc_by_objects": by_n}
+        out[fam] = {"n": n, "picked": {k: sum(r[0] == k for r in rows) / n for k in PICKS}, "acc_by_objects": by_n}
     return out
-
-
-PICKS = ("target", "distractor", "no_object", "parse_failure")
 
 
 def pick_transitions(trajs: Sequence[Trajectory], samples: Sequence[dict], start: int = 0, end: int = -1) -> dict:
@@ -196,7 +195,7 @@ def pick_transitions(trajs: Sequence[Trajectory], samples: Sequence[dict], start
     for tr, s in zip(trajs, samples):
         if len(s.get("objects") or []) < 2 or s.get("target") is None:
             continue
-        counts[_picked(tr.steps[start].box, s)][_picked(tr.steps[end].box, s)] += 1
+        counts[picked(tr.steps[start].box, s)][picked(tr.steps[end].box, s)] += 1
     shares = {a: {b: v / max(sum(row.values()), 1) for b, v in row.items()} for a, row in counts.items()}
     return {"counts": counts, "shares": shares}
 

@@ -9,8 +9,7 @@ import argparse
 import json
 import random
 
-from ivt_lib import loop, models, stats
-from ivt_lib.probe import _picked
+from ivt_lib import loop, metrics, models, probe, stats
 from ivt_lib.records import scene_to_record
 from ivt_lib.scenes import generate_scene
 
@@ -33,10 +32,10 @@ def contrast_binding(model_paths: list[str], n: int = 300, axis: str = "colour")
     ious = {}
     for m in model_paths:
         trajs = loop.run_loop(models.load_policy(m, device="cpu"), recs, T=0, show_progress=False)
-        picks = [_picked(t.steps[0].box, r) for t, r in zip(trajs, recs)]
+        picks = [probe.picked(t.steps[0].box, r) for t, r in zip(trajs, recs)]
         ious[m] = [t.steps[0].iou for t in trajs]
-        out["models"][m] = {"acc@0.5": sum(i >= 0.5 for i in ious[m]) / n,
-                            "landed": {k: picks.count(k) for k in ("target", "distractor", "no_object", "parse_failure")}}
+        out["models"][m] = {"acc@0.5": metrics.step_metrics(trajs, 0)["acc@0.5"],
+                            "landed": {k: picks.count(k) for k in probe.PICKS}}
     if len(model_paths) >= 2:
         c = stats.compare(ious[model_paths[0]], ious[model_paths[1]])
         out["second_vs_first"] = {"d_acc@0.5": c["d_acc@0.5"], "ci_acc@0.5": c["ci_acc@0.5"]}
