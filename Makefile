@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 TIER ?= default
 # extra training seeds of notebooks 03-04 that `make reproduce` trains in the default tier (seed 0 is the main run)
 SEEDS ?= 1 2
+# parallel lanes of the default tier (ivt_lib.lanes): independent notebooks and seeds side by side, sharing the cores;
+# JOBS=1 runs them one after another. The GPU tiers always run one at a time.
+JOBS ?= 2
 
 .PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds
 
@@ -23,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m ivt_lib.reproduce --tier $(TIER) $(if $(filter default,$(TIER)),--seeds $(SEEDS))
+	$(PY) -m ivt_lib.reproduce --tier $(TIER) $(if $(filter default,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
 
 # pytest's exit code 5 ("no tests collected") must fail, not pass silently.
 test: setup

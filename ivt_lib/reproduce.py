@@ -83,10 +83,14 @@ def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
     return out
 
 
-def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: list[int] | None = None,
+        jobs: int = 1) -> dict:
     """Execute the notebooks of a tier in order, and the extra training ``seeds`` after notebook 04; return
-    ``{notebook: seconds}`` (0 for skipped ones; the seeds under ``"seeds"``)."""
+    ``{notebook: seconds}`` (0 for skipped ones; the seeds under ``"seeds"``). ``jobs`` > 1 runs independent
+    notebooks and seeds side by side (:mod:`ivt_lib.lanes`), with the same keys and stamps."""
     progress.quiet()  # the kernels inherit it: an executed notebook keeps results, not frozen progress bars
+    if jobs > 1 and not only:
+        return run_lanes(tier, force, seeds or [], jobs)
 
     plan = validate(tier, only)
     allp = load_tier(tier)
@@ -116,6 +120,60 @@ def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: li
     return times
 
 
+def keys(tier: str, plan: dict[str, dict], seeds: list[int]) -> dict[str, str]:
+    """The resume key of every notebook (chained in order) and, under ``"seeds"``, of the extra seeds: as :func:`run`."""
+    out, key = {}, inputs_key()
+    for nb in notebooks():
+        key = out[nb.stem] = run_key(nb, plan.get(nb.stem, {}), key)
+        if nb.stem == SEEDS_AFTER and seeds:
+            key = out["seeds"] = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]
+    return out
+
+
+def run_lanes(tier: str, force: bool, seeds: list[int], jobs: int) -> dict:
+    """:func:`run` in ``jobs`` parallel lanes: every notebook (and seed) whose stamp is not current, as a process of
+    its own once what it needs is done; the returned dict also holds ``"wall"``, the whole run's seconds."""
+    from . import lanes
+
+    plan = validate(tier)
+    stamps = ROOT / "runs" / "reproduce" / tier
+    (NB_DIR / "executed" / tier).mkdir(parents=True, exist_ok=True)
+    key = keys(tier, plan, seeds)
+    if SEEDS_AFTER not in plan:
+        seeds = []
+
+    def current(stamp: Path, k: str) -> bool:
+        return not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == k
+
+    def stamper(stamp: Path, k: str):
+        return lambda s: atomic_write_json(stamp, {"key": k, "seconds": s, "jobs": jobs,
+                                                   "finished": time.strftime("%FT%T")})
+
+    need = lanes.graph(list(plan), seeds)
+    tasks, times = [], {}
+    seeds_done = bool(seeds) and current(stamps / "seeds.json", key.get("seeds", ""))
+    for name in need:
+        if name in plan:
+            stamp, argv = stamps / f"{name}.json", ["--notebook", name]
+        elif seeds_done:
+            continue
+        elif name == lanes.SUMMARY:
+            stamp, argv = stamps / "seeds.json", ["--summary", *map(str, seeds)]
+        else:
+            k = int(name.split()[-1])
+            stamp, argv = stamps / f"seed_{k}.json", ["--seed", str(k)]
+        k = key["seeds"] if name not in plan else key[name]
+        if current(stamp, k):
+            print(f"{name}: up to date, skipped", flush=True)
+            times[name] = 0.0
+            continue
+        tasks.append(lanes.Task(name, ["--tier", tier, *argv], need[name], stamper(stamp, k)))
+    t = time.time()
+    times.update(lanes.schedule(tasks, jobs, stamps / "logs"))
+    times["wall"] = round(time.time() - t, 1)
+    return times
+
+
 def _stamped(label: str, what: str, stamp: Path, key: str, force: bool, work) -> float:
     """Run ``work`` unless ``stamp`` holds ``key`` (and not ``force``), then stamp it; its seconds (0 when skipped)."""
     if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
@@ -137,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="rerun notebooks even if up to date")
     ap.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     ap.add_argument("--seeds", type=int, nargs="*", default=[], help="extra training seeds after notebook 04")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="parallel lanes: independent notebooks and seeds side by side, sharing the cores (CPU tiers)")
     a = ap.parse_args(argv)
+    if a.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {a.jobs}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t = time.time()
-    times = run(a.tier, a.force, a.only, a.seeds)
+    times = run(a.tier, a.force, a.only, a.seeds, a.jobs)
     print(f"all done in {time.time() - t:.0f} s: {json.dumps(times)}")
     return 0
 

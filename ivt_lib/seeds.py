@@ -176,6 +176,11 @@ def run_all(tier: str, seeds: list[int], force: bool = False, extra_rows: bool =
     t0 = time.time()
     for s in seeds:
         run_seed(tier, s, force, extra_rows=extra_rows)
+    return write_summary(tier, seeds, extra_rows, time.time() - t0)
+
+
+def write_summary(tier: str, seeds: list[int], extra_rows: bool = False, seconds: float = 0.0) -> dict:
+    """Write ``<results>/seeds.json`` from seed 0's and the extra seeds' results on disk; its content."""
     runs, results = tier_dirs(tier)
     seconds = {s: json.loads(f.read_text()) for s in seeds
                if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
@@ -185,7 +190,7 @@ def run_all(tier: str, seeds: list[int], force: bool = False, extra_rows: bool =
     write_result(results / "seeds.json", out,
                  {"tier": tier, "seeds": seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
                   + (" and ours (keep data, refine credit)" if extra_rows else " only")},
-                 time.time() - t0)
+                 seconds)
     return out
 
 
