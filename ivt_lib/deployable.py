@@ -84,7 +84,7 @@ def verdict(rows: Sequence[dict]) -> dict:
     deployable = [r for r in rows if ORACLE_MARK not in r["rule"]]
     best = max(deployable, key=lambda r: (r["acc@0.5"], -r["passes"]))
     shares = {}
-    for name in {r["configuration"] for r in rows}:
+    for name in dict.fromkeys(r["configuration"] for r in rows):  # row order, not a set's (hash-seeded) order
         own = {r["rule"]: r for r in rows if r["configuration"] == name}
         s0 = own.get("step 0")
         orc = next((r for k, r in own.items() if k.startswith("ORACLE best step")), None)

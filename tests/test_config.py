@@ -337,7 +337,7 @@ def test_config_imports_no_stage():
     import ast
 
     stages = {"sft", "grpo", "grpo_objective", "single_step", "traces", "teacher", "evaluation", "deployable", "loop",
-              "probe", "explorer", "train_base", "base_stream", "visual_probe", "vllm_policy", "reproduce", "readme", "plots", "models"}
+              "probe", "explorer", "train_base", "base_stream", "visual_probe", "vllm_policy", "reproduce", "lanes", "seeds", "readme", "plots", "models"}
     tree = ast.parse((ROOT / "ivt_lib" / "config.py").read_text())
     imported = set()
     for node in ast.walk(tree):  # function-level imports count too

@@ -122,3 +122,15 @@ def test_fit_and_sample_fits_on_validation_and_samples_test(test_samples):
     with pytest.raises(ValueError, match="same samples"):
         dep.fit_and_sample(EchoPolicy(), trajs[::-1], test, val)
     assert sel.medoid([s[0].steps[0].box for s in sampled]) is not None
+
+
+def test_verdict_shares_follow_the_row_order():
+    """The per-configuration dict of results/evaluation.json keeps the rows' order, run after run (it iterated a set,
+    whose order of strings changes with each process's hash seed)."""
+    ref = [1.0, 0.0, 0.0, 0.0]
+    names = [f"config {c}" for c in "qwertyuiopas"]
+    rows = dep.rows_for(dep.REFERENCE, {"step 0": (ref, 1.0)}, ref)
+    for n in names:
+        rows += dep.rows_for(n, {"step 0": (ref, 1.0), "ORACLE best step (uses GT)": ([1.0, 1.0, 0.0, 0.0], 3.0),
+                                 "best-of-3 ORACLE (uses GT)": ([1.0, 0.0, 1.0, 0.0], 3.0)}, ref)
+    assert list(dep.verdict(rows)["best_of_n_share_of_oracle_gain"]) == names
