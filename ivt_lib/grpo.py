@@ -175,15 +175,19 @@ class MultiStepGRPO:
             # recorded for the loss
             if c.refine_start == "greedy":  # the deployed start: what the greedy policy answers at step 0
                 greedy = HFPolicy(self.model, self.processor, c.max_new_tokens, c.batch_size)
-                s0 = run_loop(greedy, list(prompts), 0, c.coord_format, show_progress=False)
+                s0 = run_loop(greedy, list(prompts), 0, c.coord_format, show_progress=False,
+                              record_inputs=c.anchor_step0)
             else:
-                s0 = run_loop(pol, list(prompts), 0, c.coord_format, show_progress=False,
+                s0 = run_loop(pol, list(prompts), 0, c.coord_format, show_progress=False, record_inputs=c.anchor_step0,
                               sample_seeds=[derive_seed("grpo-step0", c.seed, it, str(p["id"])) for p in prompts])
             starts = [tr.steps[0].box for tr in s0 for _ in range(c.group_size)]
             trajs = run_loop(pol, expanded, c.T, c.coord_format, start_boxes=starts, show_progress=False,
                              record_inputs=True, sample_seeds=seeds)
             for tr, s in zip(trajs, (t for t in s0 for _ in range(c.group_size))):
                 tr.steps[0] = s.steps[0]  # keep the shared step 0's text, parse flag and log-prob
+            if c.anchor_step0:  # the shared step 0, scored once per group with advantage 0 (rollout_rows)
+                for tr, s in zip(trajs[::c.group_size], s0):
+                    tr.rollout = [{**r, "anchor": True} for r in s.rollout] + tr.rollout
             return trajs
 
     def frames(self, trajs: Sequence[Trajectory]) -> list:

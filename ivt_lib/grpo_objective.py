@@ -92,13 +92,14 @@ def score_rows(model, processor, rows: Sequence[dict], temperature: float = 1.0)
 def rollout_rows(trajs: Sequence[Trajectory], advantages: torch.Tensor, banned_ids: Sequence[int] = ()) -> list[dict]:
     """Every generated step of every trajectory as a scoring row carrying its trajectory's advantage. A completion
     containing a ``banned_ids`` token (a vision placeholder, which the scoring processor would count as an image
-    token) is left out: HFPolicy never generates one, but another backend might."""
+    token) is left out: HFPolicy never generates one, but another backend might. A step marked ``anchor`` (the shared
+    step 0 under ``anchor_step0``) gets advantage 0: only the KL term acts on it."""
     banned = set(banned_ids)
     rows = []
     for tr, a in zip(trajs, advantages.tolist()):
         for r in tr.rollout:
             if r["token_ids"] and not banned.intersection(r["token_ids"]):
-                rows.append({**r, "advantage": a})
+                rows.append({**r, "advantage": 0.0 if r.get("anchor") else a})
     return rows
 
 

@@ -35,6 +35,9 @@ ARMS: dict[str, dict] = {
     "refine credit (tier)": {"credit": "refine"},
     "refine credit, greedy start": {"credit": "refine", "refine_start": "greedy"},
     "refine credit, greedy start, lr 2e-3": {"credit": "refine", "refine_start": "greedy", "learning_rate": 0.002},
+    "refine credit, greedy start, step-0 anchor": {"credit": "refine", "refine_start": "greedy", "anchor_step0": True},
+    "refine credit, greedy start, lr 2e-3, step-0 anchor": {"credit": "refine", "refine_start": "greedy",
+                                                            "learning_rate": 0.002, "anchor_step0": True},
 }
 
 

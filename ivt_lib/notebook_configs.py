@@ -145,6 +145,7 @@ class GRPOStageConfig(GenerationStageConfig):
     top_p: float = 1.0
     credit: str = "trajectory"
     refine_start: str = "sampled"
+    anchor_step0: bool = False
     refine_credit_ablation: bool = True
     val_every: int = 10
     val_n: int = 48

@@ -170,11 +170,32 @@ def test_greedy_refine_start_is_the_deployed_step0(tiny_dir, tmp_path, test_samp
     assert all([r["step"] for r in t.rollout] == [1] for t in trajs)
 
 
+def test_anchor_step0_scores_the_shared_step0_once_per_group_with_kl_only(tiny_dir, tmp_path, test_samples):
+    """anchor_step0: the group's shared step 0 becomes one scoring row per group, advantage 0 whatever the group's
+    reward, so only the KL term acts on it; the refine rows keep their advantages; one update runs."""
+    cfg = grpo.GRPORunConfig(iterations=1, prompts_per_iter=2, group_size=3, T=1, max_new_tokens=6, save_every=1,
+                             credit="refine", refine_start="greedy", anchor_step0=True)
+    tr = grpo.MultiStepGRPO(str(tiny_dir), test_samples[:6], tmp_path / "a", cfg, device="cpu")
+    trajs = tr.rollout(tr.prompts(0))
+    assert [[r["step"] for r in t.rollout] for t in trajs] == [[0, 1], [1], [1]] * 2
+    assert trajs[0].rollout[0]["token_ids"] and trajs[0].rollout[0]["anchor"]
+    rows = grpo.rollout_rows(trajs, torch.tensor([0.5, -0.25, -0.375, 1.0, 0.0, -1.0]))
+    assert [(r["step"], r["advantage"]) for r in rows] == [(0, 0.0), (1, 0.5), (1, -0.25), (1, -0.375),
+                                                           (0, 0.0), (1, 1.0), (1, 0.0), (1, -1.0)]
+    assert tr.step()["rows"] == 8
+    # with trajectory credit step 0 is in the loss already: from_stage leaves the anchor off there
+    from ivt_lib.config import GRPOStageConfig
+
+    stage = GRPOStageConfig(anchor_step0=True)
+    assert grpo.GRPORunConfig.from_stage(stage).anchor_step0 is False
+    assert grpo.GRPORunConfig.from_stage(stage, credit="refine").anchor_step0 is True
+
+
 def test_checkpoint_from_before_refine_start_resumes(trainer):
     """A checkpoint written before refine_start existed was trained with a sampled step 0, and resumes as such."""
     trainer.save()
     st = torch.load(trainer.ckpt / "state.pt", weights_only=False)
-    st["config"] = {k: v for k, v in st["config"].items() if k != "refine_start"}
+    st["config"] = {k: v for k, v in st["config"].items() if k not in ("refine_start", "anchor_step0")}
     torch.save(st, trainer.ckpt / "state.pt")
     again = grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, trainer.cfg, device="cpu")
     assert again.iteration == trainer.iteration
