@@ -8,10 +8,11 @@ single-threaded, so two 1-thread processes get more done per second than one 2-t
 (``benchmarks/reproduce_lanes.py`` measures it). On a GPU tier keep ``--jobs 1``: lanes would share one device.
 
 The dependency graph (:data:`NEEDS`): 00, 01 and 02 read only the shipped data; 03 needs 00's base answers and 02's
-traces; 04 needs 03; each extra training seed needs 00 and 02; their summary needs every seed, 03 and 04 (seed 0);
+traces; 04 needs 03; an extra training seed's 03 needs 00 and 02, its 04 its 03; their summary needs every seed's
+04, and 03 and 04 (seed 0);
 05 reads every notebook's and every seed's results; 06 reads 05's. A notebook not listed needs every notebook before it (the serial order). Resume keys and stamps are the
 serial run's (``ivt_lib.reproduce``), so a run may switch between ``--jobs 1`` and ``--jobs N`` and skip what is done;
-each seed also gets a stamp of its own, so an interrupted run does not retrain a finished seed.
+each seed's notebooks also get stamps of their own, so an interrupted run does not retrain a finished one.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads OMP_NUM_THREA
 
 @dataclass
 class Task:
-    """One unit of a lane: a notebook (``seed`` None) or one extra training seed (notebooks 03 and 04)."""
+    """One unit of a lane: a notebook of seed 0, a notebook of an extra training seed, or the seeds' summary."""
 
     name: str
     argv: list[str]  # the child process's arguments after ``python -m ivt_lib.lanes``
@@ -44,9 +45,9 @@ class Task:
     on_done: Callable[[float], None] | None = None  # stamps the task when its process exits 0
 
 
-def seed_task(seed: int) -> str:
-    """The task name of an extra training seed."""
-    return f"seed {seed}"
+def seed_task(seed: int, stem: str) -> str:
+    """The task name of one notebook (03 or 04) of an extra training seed."""
+    return f"seed {seed} {stem}"
 
 
 def graph(stems: list[str], seeds: list[int]) -> dict[str, list[str]]:
@@ -57,10 +58,11 @@ def graph(stems: list[str], seeds: list[int]) -> dict[str, list[str]]:
             out[stem] = [s for s in NEEDS[stem] if s in stems]
         else:  # the evaluation and anything after it: the serial order, plus every seed
             out[stem] = list(stems[:i]) + ([SUMMARY] if seeds else [])
-    for k in seeds:
-        out[seed_task(k)] = [s for s in SEED_NEEDS if s in stems]
+    for k in seeds:  # a task per notebook, not per seed: finer tasks leave less of the run to one lane at the end
+        out[seed_task(k, SEED0[0])] = [s for s in SEED_NEEDS if s in stems]
+        out[seed_task(k, SEED0[1])] = [seed_task(k, SEED0[0])]
     if seeds:
-        out[SUMMARY] = [s for s in SEED0 if s in stems] + [seed_task(k) for k in seeds]
+        out[SUMMARY] = [s for s in SEED0 if s in stems] + [seed_task(k, SEED0[1]) for k in seeds]
     return out
 
 
@@ -153,16 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", required=True)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--notebook", help="notebook stem to execute with the tier's parameters")
-    g.add_argument("--seed", type=int, help="extra training seed: notebooks 03 and 04 with the extra rows")
+    g.add_argument("--seed", type=int, help="extra training seed: its notebook --stem, with the extra rows")
     g.add_argument("--summary", type=int, nargs="+", help="the extra seeds whose summary (seeds.json) to write")
+    ap.add_argument("--stem", choices=SEED0, help="with --seed: the notebook to run")
     a = ap.parse_args(argv)
+    if a.seed is not None and not a.stem:
+        ap.error("--seed needs --stem")
     from . import progress, reproduce
 
     progress.quiet()
     if a.seed is not None:
         from . import seeds
 
-        seeds.run_seed(a.tier, a.seed, force=True, extra_rows=True)
+        seeds.run_seed(a.tier, a.seed, force=True, extra_rows=True, stems=(a.stem,))
     elif a.summary:
         from . import seeds
 

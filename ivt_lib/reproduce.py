@@ -159,9 +159,9 @@ def run_lanes(tier: str, force: bool, seeds: list[int], jobs: int) -> dict:
             continue
         elif name == lanes.SUMMARY:
             stamp, argv = stamps / "seeds.json", ["--summary", *map(str, seeds)]
-        else:
-            k = int(name.split()[-1])
-            stamp, argv = stamps / f"seed_{k}.json", ["--seed", str(k)]
+        else:  # "seed <k> <stem>"
+            _, k, stem = name.split()
+            stamp, argv = stamps / f"seed_{k}_{stem}.json", ["--seed", k, "--stem", stem]
         k = key["seeds"] if name not in plan else key[name]
         if current(stamp, k):
             print(f"{name}: up to date, skipped", flush=True)

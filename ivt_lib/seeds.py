@@ -65,9 +65,15 @@ def seed_done(folder: Path, extra_rows: bool = False) -> bool:
                for f, key in want.values())
 
 
-def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None, extra_rows: bool = False
-             ) -> dict[str, float]:
-    """Execute notebooks 03 and 04 for one seed; return ``{notebook: seconds}`` (empty when already done)."""
+STEMS = ("03_sft", "04_grpo")
+
+
+def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None, extra_rows: bool = False,
+             stems: tuple[str, ...] = STEMS) -> dict[str, float]:
+    """Execute notebooks 03 and 04 (or ``stems``, one of them) for one seed; return ``{notebook: seconds}`` (empty
+    when already done)."""
+    if not set(stems) <= set(STEMS):
+        raise ValueError(f"stems {stems}: a seed reruns {STEMS} only")
     from . import progress
 
     if seed == 0:
@@ -87,7 +93,7 @@ def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None
     out_dir = own / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
-    for stem in ("03_sft", "04_grpo"):
+    for stem in stems:
         t = time.time()
         print(f"seed {seed}: {stem} running", flush=True)
         execute(NB_DIR / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", params[stem])
@@ -96,7 +102,8 @@ def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None
     prev = own / "results" / "seconds.json"  # keep earlier runs' timings: a rerun for the extra rows loads the rest
     old = json.loads(prev.read_text()) if prev.exists() else {}
     runs_before = old.get("runs") or ([{"extra_rows": False, **old}] if old else [])  # older files: one bare run
-    atomic_write_json(prev, {**times, "runs": [*runs_before, {"extra_rows": extra_rows, **times}]})
+    atomic_write_json(prev, {**{k: v for k, v in old.items() if k in STEMS}, **times,
+                             "runs": [*runs_before, {"extra_rows": extra_rows, **times}]})
     return times
 
 

@@ -20,8 +20,9 @@ def test_graph_of_the_real_notebooks():
     assert g["00_base_model"] == g["01_naive_iteration_collapse"] == g["02_teacher_data_synthesis"] == []
     assert set(g["03_sft"]) == {"00_base_model", "02_teacher_data_synthesis"}
     assert "03_sft" in g["04_grpo"]
-    assert g["seed 1"] == g["seed 2"] == lanes.SEED_NEEDS
-    assert set(g[lanes.SUMMARY]) == {"03_sft", "04_grpo", "seed 1", "seed 2"}  # it reads seed 0's results too
+    assert g["seed 1 03_sft"] == g["seed 2 03_sft"] == lanes.SEED_NEEDS
+    assert g["seed 1 04_grpo"] == ["seed 1 03_sft"]
+    assert set(g[lanes.SUMMARY]) == {"03_sft", "04_grpo", "seed 1 04_grpo", "seed 2 04_grpo"}  # and seed 0's
     assert set(g["05_evaluation"]) == set(REAL[:REAL.index("05_evaluation")]) | {lanes.SUMMARY}
     assert "05_evaluation" in g["06_explore"]
     assert lanes.SUMMARY not in lanes.graph(REAL, [])  # no seeds, no summary
@@ -113,13 +114,16 @@ def test_lanes_run_seeds_and_stamp_each(sandbox, in_process, monkeypatch):  # no
     rec = sandbox["rec"]
     monkeypatch.setattr(reproduce, "SEEDS_AFTER", STEMS[1])
     ran = []
-    monkeypatch.setattr(seeds, "run_seed", lambda tier, s, force=False, extra_rows=False: ran.append((s, force, extra_rows)))
+    monkeypatch.setattr(seeds, "run_seed", lambda tier, s, force=False, extra_rows=False, stems=():
+                        ran.append((s, *stems, force, extra_rows)))
     monkeypatch.setattr(seeds, "write_summary", lambda tier, s, extra_rows=False: ran.append(("summary", tuple(s))) or {})
     monkeypatch.setattr(seeds, "markdown", lambda result: [])
     reproduce.run(TIER, seeds=[1, 2], jobs=2)
-    assert sorted(ran, key=str) == sorted([(1, True, True), (2, True, True), ("summary", (1, 2))], key=str)
+    assert sorted(ran, key=str) == sorted([(k, stem, True, True) for k in (1, 2) for stem in ("03_sft", "04_grpo")]
+                                          + [("summary", (1, 2))], key=str)
+    assert ran.index((1, "03_sft", True, True)) < ran.index((1, "04_grpo", True, True))
     assert ran[-1] == ("summary", (1, 2)), "the summary waits for every seed"
-    for f in ("seed_1.json", "seed_2.json", "seeds.json"):
+    for f in ("seed_1_03_sft.json", "seed_2_04_grpo.json", "seeds.json"):
         assert (sandbox["stamps"] / f).exists()
     rec.ran(), ran.clear()
     assert reproduce.run(TIER, seeds=[1, 2])["seeds"] == 0.0 and ran == []  # the serial run: the same seeds key
@@ -132,6 +136,12 @@ def test_cli_rejects_bad_jobs(capsys):
     with pytest.raises(SystemExit):
         reproduce.main(["--tier", TIER, "--jobs", "0"])
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_child_seed_needs_a_stem(capsys):
+    with pytest.raises(SystemExit):
+        lanes.main(["--tier", TIER, "--seed", "1"])
+    assert "--stem" in capsys.readouterr().err
 
 
 def test_child_main_runs_one_notebook(sandbox):  # noqa: F811

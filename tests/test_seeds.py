@@ -73,6 +73,8 @@ def test_bad_requests_fail_before_any_work(tmp_path):
         seeds.run_seed("smoke", 1, runs=tmp_path)
     with pytest.raises(ValueError, match="no seed results"):
         seeds.summarize({})
+    with pytest.raises(ValueError, match="reruns"):
+        seeds.run_seed("smoke", 1, runs=tmp_path, stems=("05_evaluation",))
 
 
 def test_an_extra_smoke_seed_trains_and_is_summarized(smoke_chain):
@@ -95,6 +97,9 @@ def test_an_extra_smoke_seed_trains_and_is_summarized(smoke_chain):
     again = json.loads((runs / "seed_1" / "results" / "sft.json").read_text())
     assert again["step0"] == own["step0"] and again["ours_recipe"] is not None  # loaded, not retrained: same answers
     assert seeds.seed_done(runs / "seed_1" / "results", extra_rows=True)
+    # one notebook alone (a parallel lane's task): the other's timing stays on record
+    assert set(seeds.run_seed("smoke", 1, runs=runs, force=True, extra_rows=True, stems=("04_grpo",))) == {"04_grpo"}
+    assert set(json.loads((runs / "seed_1" / "results" / "seconds.json").read_text())) >= {"03_sft", "04_grpo"}
     out = seeds.summarize(seeds.collect("smoke", [1], runs, results))
     assert set(out) == set(seeds.ROWS) and out["SFT (ours: keep data) + IVT"]["seeds"] == [0, 1]
     paired = seed_stats.per_seed(runs, [1])
