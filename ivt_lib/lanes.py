@@ -9,10 +9,10 @@ single-threaded, so two 1-thread processes get more done per second than one 2-t
 
 The dependency graph (:data:`NEEDS`): 00, 01 and 02 read only the shipped data; 03 needs 00's base answers and 02's
 traces; 04 needs 03; an extra training seed's 03 needs 00 and 02, its 04 its 03; their summary needs every seed's
-04, and 03 and 04 (seed 0);
-05 reads every notebook's and every seed's results; 06 reads 05's. A notebook not listed needs every notebook before it (the serial order). Resume keys and stamps are the
-serial run's (``ivt_lib.reproduce``), so a run may switch between ``--jobs 1`` and ``--jobs N`` and skip what is done;
-each seed's notebooks also get stamps of their own, so an interrupted run does not retrain a finished one.
+04, and 03 and 04 (seed 0); 05 reads every notebook's and every seed's results; 06 reads 05's. A notebook not listed
+needs every notebook before it (the serial order). Resume keys and stamps are the serial run's (``ivt_lib.reproduce``),
+so a run may switch between ``--jobs 1`` and ``--jobs N`` and skip what is done; each seed's notebooks also get stamps
+of their own, so an interrupted run does not retrain a finished one.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ NEEDS: dict[str, list[str]] = {
 SEED_NEEDS = ["00_base_model", "02_teacher_data_synthesis"]
 SUMMARY = "seeds summary"  # results/seeds.json from every seed's results: notebook 05 shows it
 SEED0 = ["03_sft", "04_grpo"]  # seed 0's training, whose results the summary also reads
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads OMP_NUM_THREADS when it starts: the kernels inherit it
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads them when it starts; the kernels inherit them
 
 
 @dataclass
@@ -101,9 +101,10 @@ def launch(task: Task, threads: int, log: Path) -> subprocess.Popen:
 
 def schedule(tasks: list[Task], jobs: int, log_dir: Path, start=None, poll_s: float = 0.5,
              cores: int | None = None) -> dict[str, float]:
-    """Run ``tasks`` (``start(task, threads, log)`` → a process; default :func:`launch`) at most ``jobs`` at a time, each once the tasks it needs have finished, the ready task with the
-    most work waiting on it first (then list order); return ``{task: seconds}``. After a failure nothing new starts, the running tasks finish (and stamp),
-    and a RuntimeError names the failed task and its log."""
+    """Run ``tasks`` (``start(task, threads, log)`` → a process; default :func:`launch`) at most ``jobs`` at a time,
+    each once the tasks it needs have finished, the ready task with the most work waiting on it first (then list
+    order); return ``{task: seconds}``. After a failure nothing new starts, the running tasks finish (and stamp), and
+    a RuntimeError names the failed task and its log."""
     start = start or launch  # (looked up here, not bound at import: tests replace it)
     names = {t.name for t in tasks}
     below = downstream({t.name: t.needs for t in tasks})
@@ -161,16 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.seed is not None and not a.stem:
         ap.error("--seed needs --stem")
-    from . import progress, reproduce
+    from . import progress, reproduce, seeds
 
     progress.quiet()
     if a.seed is not None:
-        from . import seeds
-
         seeds.run_seed(a.tier, a.seed, force=True, extra_rows=True, stems=(a.stem,))
     elif a.summary:
-        from . import seeds
-
         print("\n".join(seeds.markdown(seeds.write_summary(a.tier, a.summary, extra_rows=True))))
     else:
         params = reproduce.validate(a.tier, [a.notebook])[a.notebook]

@@ -98,33 +98,33 @@ def run(tier: str, force: bool = False, only: list[str] | None = None, seeds: li
     stamps = ROOT / "runs" / "reproduce" / tier
     out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    key, i = inputs_key(), 0
+    key, i = keys(allp, seeds or []), 0
     for nb in notebooks():
-        # The key chains over every notebook, selected or not, so ``--only`` computes the same keys as a full run
-        # (else an unchanged notebook reruns under --only and its stamp then invalidates the next full run).
         stem = nb.stem
-        key = run_key(nb, plan.get(stem, allp.get(stem, {})), key)
         if stem in plan:
             i += 1
-            times[stem] = _stamped(f"[{i}/{len(plan)}] {stem}", f"{tier} tier", stamps / f"{stem}.json", key, force,
-                                   lambda: execute(nb, out_dir / nb.name, plan[stem]))
+            times[stem] = _stamped(f"[{i}/{len(plan)}] {stem}", f"{tier} tier", stamps / f"{stem}.json", key[stem],
+                                   force, lambda: execute(nb, out_dir / nb.name, plan[stem]))
         if stem == SEEDS_AFTER and seeds:
-            key = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]  # 05 shows the seeds
             if stem in plan:
                 from . import seeds as seeds_mod  # here: seeds imports this module
 
                 # force=True inside: a changed key reruns each seed's notebooks; finished trainings are loaded
                 times["seeds"] = _stamped(f"seeds {seeds}", f"notebooks 03 and 04 per seed, {tier} tier",
-                                          stamps / "seeds.json", key, force,
+                                          stamps / "seeds.json", key["seeds"], force,
                                           lambda: seeds_mod.run_all(tier, seeds, force=True, extra_rows=True))
     return times
 
 
-def keys(tier: str, plan: dict[str, dict], seeds: list[int]) -> dict[str, str]:
-    """The resume key of every notebook (chained in order) and, under ``"seeds"``, of the extra seeds: as :func:`run`."""
+def keys(params: dict[str, dict], seeds: list[int]) -> dict[str, str]:
+    """The resume key of every notebook and, under ``"seeds"``, of the extra seeds (``params``: the tier's).
+
+    The key chains over every notebook, selected or not, so ``--only`` computes the same keys as a full run (else an
+    unchanged notebook reruns under --only and its stamp then invalidates the next full run); the seeds' key chains
+    in after notebook 04's, so notebook 05, which shows them, follows it."""
     out, key = {}, inputs_key()
     for nb in notebooks():
-        key = out[nb.stem] = run_key(nb, plan.get(nb.stem, {}), key)
+        key = out[nb.stem] = run_key(nb, params.get(nb.stem, {}), key)
         if nb.stem == SEEDS_AFTER and seeds:
             key = out["seeds"] = hashlib.sha256(f"{key}-seeds-{sorted(seeds)}".encode()).hexdigest()[:16]
     return out
@@ -138,20 +138,13 @@ def run_lanes(tier: str, force: bool, seeds: list[int], jobs: int) -> dict:
     plan = validate(tier)
     stamps = ROOT / "runs" / "reproduce" / tier
     (NB_DIR / "executed" / tier).mkdir(parents=True, exist_ok=True)
-    key = keys(tier, plan, seeds)
+    key = keys(plan, seeds)
     if SEEDS_AFTER not in plan:
         seeds = []
 
-    def current(stamp: Path, k: str) -> bool:
-        return not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == k
-
-    def stamper(stamp: Path, k: str):
-        return lambda s: atomic_write_json(stamp, {"key": k, "seconds": s, "jobs": jobs,
-                                                   "finished": time.strftime("%FT%T")})
-
     need = lanes.graph(list(plan), seeds)
     tasks, times = [], {}
-    seeds_done = bool(seeds) and current(stamps / "seeds.json", key.get("seeds", ""))
+    seeds_done = bool(seeds) and _current(stamps / "seeds.json", key["seeds"], force)
     for name in need:
         if name in plan:
             stamp, argv = stamps / f"{name}.json", ["--notebook", name]
@@ -163,11 +156,12 @@ def run_lanes(tier: str, force: bool, seeds: list[int], jobs: int) -> dict:
             _, k, stem = name.split()
             stamp, argv = stamps / f"seed_{k}_{stem}.json", ["--seed", k, "--stem", stem]
         k = key["seeds"] if name not in plan else key[name]
-        if current(stamp, k):
+        if _current(stamp, k, force):
             print(f"{name}: up to date, skipped", flush=True)
             times[name] = 0.0
             continue
-        tasks.append(lanes.Task(name, ["--tier", tier, *argv], need[name], stamper(stamp, k)))
+        done = lambda s, stamp=stamp, k=k: _write_stamp(stamp, k, s, jobs=jobs)  # noqa: E731
+        tasks.append(lanes.Task(name, ["--tier", tier, *argv], need[name], done))
     t = time.time()
     times.update(lanes.schedule(tasks, jobs, stamps / "logs"))
     times["wall"] = round(time.time() - t, 1)
@@ -176,16 +170,26 @@ def run_lanes(tier: str, force: bool, seeds: list[int], jobs: int) -> dict:
 
 def _stamped(label: str, what: str, stamp: Path, key: str, force: bool, work) -> float:
     """Run ``work`` unless ``stamp`` holds ``key`` (and not ``force``), then stamp it; its seconds (0 when skipped)."""
-    if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+    if _current(stamp, key, force):
         print(f"{label}: up to date, skipped", flush=True)
         return 0.0
     print(f"{label}: running ({what})", flush=True)
     t = time.time()
     work()
     seconds = round(time.time() - t, 1)
-    atomic_write_json(stamp, {"key": key, "seconds": seconds, "finished": time.strftime("%FT%T")})
+    _write_stamp(stamp, key, seconds)
     print(f"{label}: done in {seconds:.0f} s", flush=True)
     return seconds
+
+
+def _current(stamp: Path, key: str, force: bool) -> bool:
+    """Whether ``stamp`` records a finished run with ``key`` (never under ``force``)."""
+    return not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key
+
+
+def _write_stamp(stamp: Path, key: str, seconds: float, **extra) -> None:
+    """Record a finished run (atomically): its key, seconds and end time."""
+    atomic_write_json(stamp, {"key": key, "seconds": seconds, **extra, "finished": time.strftime("%FT%T")})
 
 
 def main(argv: list[str] | None = None) -> int:

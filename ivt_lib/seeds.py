@@ -186,8 +186,9 @@ def run_all(tier: str, seeds: list[int], force: bool = False, extra_rows: bool =
     return write_summary(tier, seeds, extra_rows, time.time() - t0)
 
 
-def write_summary(tier: str, seeds: list[int], extra_rows: bool = False, seconds: float = 0.0) -> dict:
-    """Write ``<results>/seeds.json`` from seed 0's and the extra seeds' results on disk; its content."""
+def write_summary(tier: str, seeds: list[int], extra_rows: bool = False, wall_s: float | None = None) -> dict:
+    """Write ``<results>/seeds.json`` from seed 0's and the extra seeds' results on disk (``wall_s``: the seconds
+    the seeds took, for its provenance; None: not timed here, as when the seeds ran in parallel lanes); its content."""
     runs, results = tier_dirs(tier)
     seconds = {s: json.loads(f.read_text()) for s in seeds
                if (f := runs / f"seed_{s}" / "results" / "seconds.json").exists()}
@@ -197,7 +198,7 @@ def write_summary(tier: str, seeds: list[int], extra_rows: bool = False, seconds
     write_result(results / "seeds.json", out,
                  {"tier": tier, "seeds": seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
                   + (" and ours (keep data, refine credit)" if extra_rows else " only")},
-                 seconds)
+                 wall_s)
     return out
 
 

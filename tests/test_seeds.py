@@ -104,3 +104,18 @@ def test_an_extra_smoke_seed_trains_and_is_summarized(smoke_chain):
     assert set(out) == set(seeds.ROWS) and out["SFT (ours: keep data) + IVT"]["seeds"] == [0, 1]
     paired = seed_stats.per_seed(runs, [1])
     assert set(paired) == {0, 1} and len(paired[1]["contrasts"]) == len(seed_stats.CONTRASTS)
+
+
+def test_write_summary_records_its_own_wall_seconds(tmp_path, monkeypatch):
+    """The provenance gets the summary's wall time, not the per-seed timings dict (a local of the same name)."""
+    got = {}
+    monkeypatch.setattr(seeds, "tier_dirs", lambda tier: (tmp_path / "runs", tmp_path / "results"))
+    (tmp_path / "runs" / "seed_1" / "results").mkdir(parents=True)
+    (tmp_path / "runs" / "seed_1" / "results" / "seconds.json").write_text('{"03_sft": 5.0}')
+    monkeypatch.setattr(seeds, "collect", lambda tier, s: {})
+    monkeypatch.setattr(seeds, "summarize", lambda r: {})
+    monkeypatch.setattr(seed_stats, "per_seed", lambda runs, s: {})
+    monkeypatch.setattr(seed_stats, "validation_curves", lambda r: {})
+    monkeypatch.setattr(seeds, "write_result", lambda path, obj, params, wall: got.update(obj=obj, wall=wall))
+    seeds.write_summary("smoke", [1], False, 12.5)
+    assert got["wall"] == 12.5 and got["obj"]["seconds"] == {1: {"03_sft": 5.0}}
