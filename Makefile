@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TIER ?= default
-# extra training seeds of notebooks 03-04 that `make reproduce` trains in the default tier (seed 0 is the main run)
+# extra training seeds of notebooks 03-04 that `make reproduce` trains in the CPU tiers default and full (seed 0 is the
+# main run). TIER=full adds the one-seed ablations and ours' longer SFT (params/full.yaml), about 90 min
 SEEDS ?= 1 2
-# parallel lanes of the default tier (ivt_lib.lanes): independent notebooks and seeds side by side, sharing the cores;
+# parallel lanes of the CPU tiers (ivt_lib.lanes): independent notebooks and seeds side by side, sharing the cores;
 # JOBS=1 runs them one after another. The GPU tiers always run one at a time.
 JOBS ?= 2
 
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m ivt_lib.reproduce --tier $(TIER) $(if $(filter default,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
+	$(PY) -m ivt_lib.reproduce --tier $(TIER) $(if $(filter default full,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
 
 # pytest's exit code 5 ("no tests collected") must fail, not pass silently.
 test: setup
@@ -36,7 +37,7 @@ smoke: setup
 	$(PY) -m ivt_lib.reproduce --tier smoke
 
 # Training seeds 1 and 2 of notebooks 03-04 (with ours: keep data, refine credit) after a reproduction (seed 0);
-# mean ± sd in results/seeds.json. `make reproduce` already runs them in the default tier.
+# mean ± sd in results/seeds.json. `make reproduce` already runs them in the default and full tiers.
 seeds: setup
 	$(PY) -m ivt_lib.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows
 

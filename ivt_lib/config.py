@@ -2,8 +2,8 @@
 
 Each ``__post_init__`` checks values, so bad parameters fail before any work starts with a message that names the
 parameter. Relative paths resolve against the project root, so a notebook works from papermill (cwd = root) and from
-JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/<tier>.yaml`` (smoke, default, paper = one 80 GB GPU, paper_24gb = one 24 GB GPU): one section
-per notebook.
+JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/<tier>.yaml`` (smoke, default, full = the default plus the one-seed ablations and ours' longer
+SFT, paper = one 80 GB GPU, paper_24gb = one 24 GB GPU): one section per notebook.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-TIERS = ("smoke", "default", "paper", "paper_24gb")
+TIERS = ("smoke", "default", "full", "paper", "paper_24gb")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -20,7 +20,7 @@ from .config import TIERS, model_source, tier_config
 from .metrics import stability, step_ious, step_metrics
 
 # arm name -> notebook-04 parameter overrides ("{runs_dir}" in a value is the tier's runs folder); the first is the
-# tier's own setting. These are the arms of the committed results/grpo_sweep.json.
+# tier's own setting. These are the arms of the committed results/full/grpo_sweep.json.
 OURS_SFT = "{runs_dir}/sft/ours/merged"
 ARMS: dict[str, dict] = {
     "temp 1.0, lr 5e-4 (tier)": {"temperature": 1.0},

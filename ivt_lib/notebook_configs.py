@@ -112,14 +112,17 @@ class SFTStageConfig(GenerationStageConfig):
     save_steps: int = 50
     gradient_checkpointing: bool = False
     quantize_4bit: bool = False
-    ablation_jittered: bool = True
+    ablation_jittered: bool = False
     recipe_ours: bool = True
+    ours_max_steps: int = 0
     grid_n: int = 6
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
         _check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
+        _check(isinstance(self.ours_max_steps, int) and self.ours_max_steps >= -1, "ours_max_steps",
+               self.ours_max_steps, "must be -1 (the epochs), 0 (the paper recipe's steps) or a step count")
         _check(self.lora_r >= 1, "lora_r", self.lora_r, "must be >= 1")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _check(self.epochs > 0 or self.max_steps > 0, "epochs", self.epochs, "epochs or max_steps must be > 0")
@@ -158,7 +161,7 @@ class GRPOStageConfig(GenerationStageConfig):
     quantize_4bit: bool = False
     save_every: int = 10
     still_eps: float = 0.05
-    single_step: bool = True
+    single_step: bool = False
     single_step_steps: int = 60
     grid_n: int = 6
 

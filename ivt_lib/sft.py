@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,16 @@ class SFTRunConfig:
     def __post_init__(self):
         if self.lora_r <= 0 or self.train_batch_size <= 0 or self.learning_rate <= 0:
             raise ValueError("lora_r, train_batch_size and learning_rate must be positive")
+
+
+def ours_budget(cfg: SFTRunConfig, ours_max_steps: int, paper_steps: int) -> SFTRunConfig:
+    """``cfg`` with the "ours" recipe's step budget: -1 keeps its epochs (more steps: ours has more conversations),
+    0 the paper recipe's ``paper_steps`` (the same compute), N > 0 exactly N optimiser steps."""
+    if ours_max_steps < -1:
+        raise ValueError(f"ours_max_steps must be -1, 0 or a step count, got {ours_max_steps}")
+    if ours_max_steps == -1:
+        return cfg
+    return replace(cfg, max_steps=paper_steps if ours_max_steps == 0 else ours_max_steps)
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:

@@ -110,6 +110,7 @@ INVALID = [
     (BaseModelConfig, {"vllm_gpu_memory": 0.0}, "vllm_gpu_memory"),
     (BaseModelConfig, {"vllm_gpu_memory": 1.0}, "vllm_gpu_memory"),
     (config.SFTStageConfig, {"grad_accum": 0}, "grad_accum"),
+    (config.SFTStageConfig, {"ours_max_steps": -2}, "ours_max_steps"),
     (config.GRPOStageConfig, {"micro_batch": 0}, "micro_batch"),
     (config.GRPOStageConfig, {"quantize_4bit": True, "generation_backend": "vllm", "device": "cuda"}, "quantize_4bit"),
 ]
@@ -219,7 +220,7 @@ def test_notebook_configs_registry(real_root):  # real tree: the notebooks folde
     assert set(NOTEBOOK_CONFIGS) == {p.stem for p in notebooks()}, "one config per numbered notebook"
 
 
-@pytest.mark.parametrize("tier", ["smoke", "default"])
+@pytest.mark.parametrize("tier", ["smoke", "default", "full"])
 def test_load_tier_sections_validate(tier):
     params = load_tier(tier)
     assert set(params) == set(NOTEBOOK_CONFIGS)
@@ -232,7 +233,7 @@ def test_load_tier_sections_validate(tier):
 
 
 @needs_real_base_model
-@pytest.mark.parametrize("tier", ["smoke", "default"])
+@pytest.mark.parametrize("tier", ["smoke", "default", "full"])
 def test_load_tier_sections_validate_on_real_tree(tier, real_root):
     for nb, section in load_tier(tier).items():
         assert NOTEBOOK_CONFIGS[nb].from_params(section).tier == tier
@@ -267,6 +268,25 @@ def test_paper_tier_is_valid_apart_from_its_dataset(tier):
         if not resolve_path(section["dataset"]).exists():
             with pytest.raises(ConfigError, match="parameter dataset="):
                 cls.from_params(section)
+
+
+def test_full_tier_is_the_default_plus_its_documented_extras():
+    """The full tier differs from the default only by its folders and the three things the default leaves out to fit
+    its time budget, so the paper-recipe rows of both tiers come from the same settings."""
+    extras = {"03_sft": {"ablation_jittered": True, "ours_max_steps": -1}, "04_grpo": {"single_step": True}}
+    default, full = load_tier("default"), load_tier("full")
+    for nb in NOTEBOOK_CONFIGS:
+        d = NOTEBOOK_CONFIGS[nb].from_params(default[nb]).to_dict()
+        f = NOTEBOOK_CONFIGS[nb].from_params(full[nb]).to_dict()
+        diff = {k: f[k] for k in d if d[k] != f[k] and k not in config.DERIVED_FROM_RUNS_DIR}  # follow runs_dir
+        assert diff == {"tier": "full", "results_dir": "results/full", "figures_dir": "figures/full",
+                        "runs_dir": "runs/full", **extras.get(nb, {})}, nb
+
+
+def test_paper_tiers_keep_the_paper_ablations():
+    for tier in ("paper", "paper_24gb"):
+        p = load_tier(tier)
+        assert p["03_sft"]["ablation_jittered"] and p["04_grpo"]["single_step"] and not p["03_sft"]["recipe_ours"]
 
 
 def test_load_tier_unknown_raises():
@@ -370,3 +390,15 @@ def test_paper_tier_pins_the_grpo_sampling_recipe(tier):
     section = load_tier(tier)["04_grpo"]
     assert section["credit"] == "trajectory" and section["refine_credit_ablation"] is False
     assert section["temperature"] == 1.0 and section["top_p"] == 1.0
+
+
+def test_ours_budget():
+    """Ours' SFT step budget: -1 keeps the epochs, 0 takes the paper recipe's steps (same compute), N is N steps."""
+    from ivt_lib.sft import SFTRunConfig, ours_budget
+
+    cfg = SFTRunConfig(epochs=2.0)
+    assert ours_budget(cfg, -1, 352) is cfg
+    assert ours_budget(cfg, 0, 352).max_steps == 352 and ours_budget(cfg, 0, 352).epochs == 2.0
+    assert ours_budget(cfg, 100, 352).max_steps == 100
+    with pytest.raises(ValueError, match="ours_max_steps"):
+        ours_budget(cfg, -2, 352)
