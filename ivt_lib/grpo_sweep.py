@@ -38,6 +38,9 @@ ARMS: dict[str, dict] = {
     "refine credit, greedy start, step-0 anchor": {"credit": "refine", "refine_start": "greedy", "anchor_step0": True},
     "refine credit, greedy start, lr 2e-3, step-0 anchor": {"credit": "refine", "refine_start": "greedy",
                                                             "learning_rate": 0.002, "anchor_step0": True},
+    # a stronger brake on the anchor: 10x the tier's KL coefficient (beta 0.04)
+    "refine credit, greedy start, lr 2e-3, step-0 anchor, beta 0.4": {
+        "credit": "refine", "refine_start": "greedy", "learning_rate": 0.002, "anchor_step0": True, "beta": 0.4},
 }
 
 

@@ -167,12 +167,10 @@ def render(results: Path = ROOT / "results") -> str:
                    f"{tables.pct(base['overall']['acc@0.5'])} Acc@0.5."
                    if base else ""), "", *markdown(seeds)]
         if seeds.get("seconds"):
-            runs = [f"seed {k}: " + ", then ".join(
-                f"{r['03_sft']:.0f} s + {r['04_grpo']:.0f} s ({'with' if r.get('extra_rows') else 'without'} the "
-                "extra rows)" + (f" [{r['note']}]" if r.get("note") else "") for r in v.get("runs", [v]))
-                for k, v in sorted(seeds["seconds"].items())]
-            out += ["Wall time of notebooks 03 + 04 per seed, as run (2 CPU cores; a rerun loads finished training): "
-                    + "; ".join(runs) + ".", ""]
+            runs = [f"seed {k}: " + ", then ".join(_seed_run(r) for r in v.get("runs", [v]))
+                    for k, v in sorted(seeds["seconds"].items())]
+            out += ["Wall time of notebooks 03 and 04 per seed, as run (2 CPU cores, or 1 thread beside another lane "
+                    "in `make reproduce`; a rerun loads finished training): " + "; ".join(runs) + ".", ""]
     curve, _ = _load(results, "grpo_curve.json")
     if curve:
         from .grpo_curve import table as curve_table
@@ -229,6 +227,14 @@ def render(results: Path = ROOT / "results") -> str:
     return "\n".join(out)
 
 
+def _seed_run(r: dict) -> str:
+    """One recorded run of an extra seed: each notebook it ran (one or both, as the lanes run them one at a time) with
+    its seconds, and whether it trained the extra rows."""
+    nbs = " + ".join(f"{nb[:2]} {r[nb]:.0f} s" for nb in ("03_sft", "04_grpo") if nb in r)
+    return (f"{nbs} ({'with' if r.get('extra_rows') else 'without'} the extra rows)"
+            + (f" [{r['note']}]" if r.get("note") else ""))
+
+
 def _times(results: Path, figures: Path, tier: str) -> list[str]:
     """The run-time-per-notebook table of one tier, from its results' (and figures') provenance."""
     times = [(nb, _load(results, r)[1]) for nb, r in NOTEBOOK_RESULTS]
@@ -253,14 +259,13 @@ def _full_tier(full: Path, figures: Path) -> list[str]:
         return []
     from .seeds import markdown
 
-    out = ["## Full tier (`make reproduce TIER=full`, `results/full/`)", "",
+    out = ["### Full tier (`make reproduce TIER=full`, `results/full/`)", "",
            "The default tier plus the jittered-GT SFT ablation and the single-step GRPO ablation (seed 0), with ours' "
            f"SFT for its epochs ({(sft.get('ours_recipe') or {}).get('steps', '?')} steps) instead of the paper "
            f"recipe's step count ({sft['sft']['steps']}). The paper-recipe rows use the default tier's settings.", ""]
-    out += [line.replace("### Phase 1 (SFT) recipes", "### Full tier: Phase 1 (SFT) recipes") for line in tables.phase1(sft)]
-    if seeds:
-        out += ["### Full tier: training seeds, mean ± sd, greedy T=2", "", *markdown(seeds)]
-    return out + _times(full, figures, "full tier")
+    sub = tables.phase1(sft) + (["### Training seeds, mean ± sd, greedy T=2", "", *markdown(seeds)] if seeds else [])
+    sub += _times(full, figures, "full tier")
+    return out + [f"#{line.replace('### ', '### Full tier: ', 1)}" if line.startswith("### ") else line for line in sub]
 
 
 def update(readme: Path = ROOT / "README.md", results: Path = ROOT / "results") -> bool:

@@ -4,8 +4,9 @@
 each into its own scratch folder ``<runs_dir>/seed_<k>`` (results, figures, checkpoints, trajectories and the executed
 notebooks), on the same teacher traces (notebook 02's, so the seed varies training, not the data) and the same base.
 By default only the paper-recipe rows are rerun; ``--extra-rows`` also reruns the two labelled extra rows of ours (the
-keep-data SFT recipe and refine-credit GRPO). Jittered-GT and single-step stay single-seed. Seed 0 is the main run in
-``results/``. The summary, with every seed's numbers, goes to ``<results_dir>/seeds.json``. A seed whose results
+keep-data SFT recipe and refine-credit GRPO). Jittered-GT and single-step stay single-seed (the full tier runs them).
+Seed 0 is the main run in ``results/``. The summary, with every seed's numbers, goes to ``<results_dir>/seeds.json``,
+and each configuration's per-seed numbers also into its own ``sft.json`` / ``grpo.json``. A seed whose results
 hold every requested row is not rerun (``--force`` reruns it); an interrupted seed resumes from its checkpoints, and
 a finished training run is loaded, not retrained.
 """
@@ -199,7 +200,18 @@ def write_summary(tier: str, seeds: list[int], extra_rows: bool = False, wall_s:
                  {"tier": tier, "seeds": seeds, "rerun": "notebooks 03 and 04, paper-recipe rows"
                   + (" and ours (keep data, refine credit)" if extra_rows else " only")},
                  wall_s)
+    embed(results, out["summary"])
     return out
+
+
+def embed(results: Path, summary: dict) -> None:
+    """Copy every configuration's per-seed numbers (with mean and sd) into its own result file under ``"seeds"``:
+    ``sft.json`` gets both SFT recipes', ``grpo.json`` both GRPO credit options'; ``seeds.json`` keeps them all."""
+    for name in sorted({f for f, _ in ROWS.values()}):
+        rows = {row: summary[row] for row, (f, _) in ROWS.items() if f == name and row in summary}
+        path = results / name
+        if rows and path.exists():
+            atomic_write_json(path, {**json.loads(path.read_text()), "seeds": rows})
 
 
 def main(argv: list[str] | None = None) -> int:

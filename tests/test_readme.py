@@ -81,13 +81,17 @@ def test_seeds_section_shows_spread_contrasts_hard_cases_curves_and_times(tmp_pa
         "summary": seeds.summarize(per), "paired_by_seed": paired,
         "validation_curves": seed_stats.validation_curves(per),
         "seconds": {"1": {"03_sft": 600, "04_grpo": 500, "runs": [{"extra_rows": False, "03_sft": 600, "04_grpo": 500,
-                                                                   "note": "alone"}]}}}))
+                                                                   "note": "alone"}]},
+                    # the lanes run a seed's notebooks as two tasks: a run records one notebook (this raised KeyError)
+                    "2": {"03_sft": 700, "04_grpo": 900, "runs": [{"extra_rows": True, "03_sft": 700},
+                                                                  {"extra_rows": True, "04_grpo": 900}]}}}))
     out = readme.render(tmp_path)
     assert "| SFT (ours: keep data) + IVT | 0, 1 | 50.0 ± 0.0 |" in out
     assert "paper-recipe rows and ours" in out  # an extra row has two seeds
     assert "| 0 | +4.0 [+1.0, +7.0], p=0.01 |" in out and "0: +0.100 [+0.050, +0.150]" in out
     assert "| SFT + GRPO + IVT | 0: 0.100 → 0.050; 1: 0.100 → 0.050 | +0.050 ± 0.000 |" in out
-    assert "seed 1: 600 s + 500 s (without the extra rows) [alone]" in out
+    assert "seed 1: 03 600 s + 04 500 s (without the extra rows) [alone]" in out
+    assert "seed 2: 03 700 s (with the extra rows), then 04 900 s (with the extra rows)" in out
 
 
 def test_visual_probe_line_shows_each_stage_and_chance(tmp_path):
@@ -128,3 +132,27 @@ def test_run_time_note_says_when_training_was_loaded(tmp_path):
     assert note.startswith("training loaded from finished checkpoints") and note.endswith("seed 1: 696 s")
     (tmp_path / "grpo.json").write_text(json.dumps({"grpo_seconds": 700.0}))  # trained in this run: no note
     assert readme._loaded_note("04_grpo", tmp_path) == "" and readme._loaded_note("00_base_model", tmp_path) == ""
+
+
+def test_full_tier_rows_render_under_their_own_heading(tmp_path):
+    """results/full/ (make reproduce TIER=full) renders as a labelled sub-section with its own Phase-1 table and run
+    times; the default tier's tables stay unlabelled, and the sweep falls back to the full tier's, labelled."""
+    import json
+
+    m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
+    st = {"degradation": 0.05, "degrade": 0.3, "improve": 0.2, "stay": 0.5, "mean_delta_iou": 0.0}
+    run = {"per_step": [m, m, m], "step0": m, "last": m, "oracle_best_step (uses GT)": m, "stability": st}
+    full = tmp_path / "results" / "full"
+    full.mkdir(parents=True)
+    (tmp_path / "results" / "sft.json").write_text(json.dumps({**run, "sft": {"steps": 352}}))
+    (full / "sft.json").write_text(json.dumps({**run, "sft": {"steps": 352}, "ours_recipe": {**run, "steps": 858}}))
+    (full / "sft.provenance.json").write_text(json.dumps(
+        {"wall_s": 90.0, "cpus": 2, "machine": "x", "packages": {"torch": "t"}, "load_avg_1_15": None}))
+    out = readme.render(tmp_path / "results")
+    assert "### Full tier (`make reproduce TIER=full`, `results/full/`)" in out
+    assert "ours' SFT for its epochs (858 steps) instead of the paper recipe's step count (352)" in out
+    assert "#### Full tier: Phase 1 (SFT) recipes" in out and "\n### Phase 1 (SFT) recipes" in out
+    assert "#### Full tier: Run time per notebook" in out and "| 03_sft | 90 s |" in out
+    assert "grpo_sweep`)" not in out  # no sweep anywhere: no sweep section
+    (full / "grpo_sweep.json").write_text(json.dumps({"T": 2, "n_val": 5, "starts": {}, "arms": {}}))
+    assert "grpo_sweep`), **full tier**" in readme.render(tmp_path / "results")

@@ -119,3 +119,24 @@ def test_write_summary_records_its_own_wall_seconds(tmp_path, monkeypatch):
     monkeypatch.setattr(seeds, "write_result", lambda path, obj, params, wall: got.update(obj=obj, wall=wall))
     seeds.write_summary("smoke", [1], False, 12.5)
     assert got["wall"] == 12.5 and got["obj"]["seconds"] == {1: {"03_sft": 5.0}}
+
+
+def test_write_summary_puts_each_configurations_seeds_into_its_own_result_file(tmp_path):
+    """sft.json holds both SFT recipes' per-seed numbers and grpo.json both credit options' (issue 13)."""
+    row = lambda acc: {"step0": {"acc@0.5": acc}, "last": {"acc@0.5": acc - 0.1},  # noqa: E731
+                       "oracle_best_step (uses GT)": {"acc@0.5": acc + 0.1},
+                       "stability": {"degradation": 0.05, "improve": 0.2, "degrade": 0.3, "stay": 0.5}}
+    for folder, acc in ((tmp_path / "results", 0.7), (tmp_path / "runs" / "seed_1" / "results", 0.6)):
+        folder.mkdir(parents=True)
+        (folder / "sft.json").write_text(json.dumps({**row(acc), "ours_recipe": row(acc + 0.01), "sft": {"steps": 3}}))
+        (folder / "grpo.json").write_text(json.dumps({**row(acc), "refine_credit": row(acc + 0.02)}))
+    summary = seeds.summarize(seeds.collect("smoke", [1], tmp_path / "runs", tmp_path / "results"))
+    seeds.embed(tmp_path / "results", summary)
+    sft = json.loads((tmp_path / "results" / "sft.json").read_text())
+    grpo = json.loads((tmp_path / "results" / "grpo.json").read_text())
+    assert set(sft["seeds"]) == {"SFT + IVT", "SFT (ours: keep data) + IVT"} and sft["sft"] == {"steps": 3}
+    assert set(grpo["seeds"]) == {"SFT + GRPO + IVT", "SFT + GRPO (ours: refine credit) + IVT"}
+    assert sft["seeds"]["SFT (ours: keep data) + IVT"]["step 0 Acc@0.5"]["per_seed"] == pytest.approx({"0": 0.71, "1": 0.61})
+    assert grpo["seeds"]["SFT + GRPO + IVT"]["seeds"] == [0, 1]
+    again = seeds.summarize(seeds.collect("smoke", [1], tmp_path / "runs", tmp_path / "results"))
+    assert again == summary, "the embedded block does not change what is collected"
