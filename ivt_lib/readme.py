@@ -264,7 +264,7 @@ def _full_tier(full: Path, figures: Path) -> list[str]:
            f"SFT for its epochs ({(sft.get('ours_recipe') or {}).get('steps', '?')} steps) instead of the paper "
            f"recipe's step count ({sft['sft']['steps']}). The paper-recipe rows use the default tier's settings.", ""]
     sub = tables.phase1(sft) + (["### Training seeds, mean ± sd, greedy T=2", "", *markdown(seeds)] if seeds else [])
-    sub += _times(full, figures, "full tier")
+    sub += _times(full, figures, "as run")
     return out + [f"#{line.replace('### ', '### Full tier: ', 1)}" if line.startswith("### ") else line for line in sub]
 
 
