@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .seeds import STEMS
+
 NEEDS: dict[str, list[str]] = {
     "00_base_model": [], "01_naive_iteration_collapse": [], "02_teacher_data_synthesis": [],
     "03_sft": ["00_base_model", "02_teacher_data_synthesis"], "04_grpo": ["00_base_model", "03_sft"],
 }
 SEED_NEEDS = ["00_base_model", "02_teacher_data_synthesis"]
 SUMMARY = "seeds summary"  # results/seeds.json from every seed's results: notebook 05 shows it
-SEED0 = ["03_sft", "04_grpo"]  # seed 0's training, whose results the summary also reads
+SEED0 = list(STEMS)  # the notebooks an extra seed reruns, and seed 0's training, whose results the summary reads
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads them when it starts; the kernels inherit them
 
 
