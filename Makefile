@@ -7,7 +7,7 @@ TIER ?= default
 # extra training seeds of notebooks 03-04 that `make reproduce` trains in the CPU tiers default and full (seed 0 is the
 # main run). TIER=full adds the one-seed ablations and ours' longer SFT (params/full.yaml), about 90 min
 SEEDS ?= 1 2
-# parallel lanes of the CPU tiers (ivt_lib.lanes): independent notebooks and seeds side by side, sharing the cores;
+# parallel lanes of the CPU tiers (ivt_lib.reproduction.lanes): independent notebooks and seeds side by side, sharing the cores;
 # JOBS=1 runs them one after another. The GPU tiers always run one at a time.
 JOBS ?= 2
 
@@ -27,19 +27,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m ivt_lib.reproduce --tier $(TIER) $(if $(filter default full,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
+	$(PY) -m ivt_lib.reproduction.reproduce --tier $(TIER) $(if $(filter default full,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
 
 # pytest's exit code 5 ("no tests collected") must fail, not pass silently.
 test: setup
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 smoke: setup
-	$(PY) -m ivt_lib.reproduce --tier smoke
+	$(PY) -m ivt_lib.reproduction.reproduce --tier smoke
 
 # Training seeds 1 and 2 of notebooks 03-04 (with ours: keep data, refine credit) after a reproduction (seed 0);
 # mean ± sd in results/seeds.json. `make reproduce` already runs them in the default and full tiers.
 seeds: setup
-	$(PY) -m ivt_lib.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows
+	$(PY) -m ivt_lib.reproduction.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup
@@ -53,7 +53,7 @@ bench: setup
 	$(PY) benchmarks/loop_throughput.py
 
 splits: setup
-	$(PY) -m ivt_lib.data
+	$(PY) -m ivt_lib.corpora.splits
 
 # Retrain the shipped pure base grounder from scratch in its two stages (data/BASE_MODEL_RUN.md): 7,200 steps of the
 # pure grounding stream, then 6,500 steps warm-started from them on the binding-heavy stream (more refcocog-like and
@@ -61,8 +61,8 @@ splits: setup
 BINDING_STAGE := --total-steps 6500 --warmup-steps 200 --eval-n 300 --curriculum-frac 0 --blend-frac 0 \
 	--contrast-frac 0.4 --contrast-axes colour,colour,shape,shape,size,position --family-weights 2,1,1 --lr 1e-3
 base-model: setup
-	$(PY) -m ivt_lib.train_base --total-steps 7200 --out-dir runs/base_stage1 --ckpt-dir runs/base_stage1_ckpt
-	$(PY) -m ivt_lib.train_base --init-from runs/base_stage1 --out-dir data/base_model --ckpt-dir runs/base_stage2_ckpt $(BINDING_STAGE)
+	$(PY) -m ivt_lib.embedded.train_base --total-steps 7200 --out-dir runs/base_stage1 --ckpt-dir runs/base_stage1_ckpt
+	$(PY) -m ivt_lib.embedded.train_base --init-from runs/base_stage1 --out-dir data/base_model --ckpt-dir runs/base_stage2_ckpt $(BINDING_STAGE)
 
 clean-runs:
 	rm -rf runs notebooks/executed

@@ -17,8 +17,8 @@ from pathlib import Path
 import ivt_lib  # noqa: F401  (compat shim first)
 import torch
 
-from ivt_lib import grpo, single_step
-from ivt_lib.data import load_split
+from ivt_lib.training import grpo, single_step
+from ivt_lib.corpora.splits import load_split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def main() -> None:
         t_trl = (times[-1] - times[1]) / n_completions  # skip the first (warm-up) step
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ours (ivt_lib.grpo, T=0): {1000 * t_ours:.1f} ms per completion")
+    print(f"ours (ivt_lib.training.grpo, T=0): {1000 * t_ours:.1f} ms per completion")
     print(f"trl GRPOTrainer:          {1000 * t_trl:.1f} ms per completion")
     print(f"ratio ours/trl: {t_ours / t_trl:.2f}x (target <= 1.0)")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import ivt_lib  # noqa: F401  (compat shim first)
 import torch
 
-from ivt_lib.data import load_split
-from ivt_lib.loop import HFPolicy, run_loop
-from ivt_lib.models import load_model
+from ivt_lib.corpora.splits import load_split
+from ivt_lib.core.loop import HFPolicy, run_loop
+from ivt_lib.core.models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if not (Path(a.model) / "config.json").exists():
-        from ivt_lib.tiny_model import build_tiny
+        from ivt_lib.embedded.tiny_model import build_tiny
         a.model = "/tmp/ivt_bench_tiny"
         build_tiny(a.model)
     model, proc = load_model(a.model, device="cpu")

@@ -48,10 +48,11 @@ def sft_dataset(n: int):
     traces = ROOT / "runs" / "default" / "traces" / "student"
     if traces.exists():
         return load_from_disk(str(traces)).select(range(n)), str(traces)
-    from ivt_lib import boxes, data, prompts
+    from ivt_lib.core import boxes, prompts
+    from ivt_lib.corpora import splits
 
     rows = []
-    for s in data.load_split("train", limit=n):
+    for s in splits.load_split("train", limit=n):
         box = boxes.to_model_frame(s["bbox"], s["width"], s["height"], "qwen3")
         msgs = prompts.with_answer(prompts.step0_messages(s["expression"]), prompts.format_box(box))
         rows.append({"messages": msgs, "images": [s["image"]]})
@@ -62,7 +63,7 @@ def profile_sft(model: str, steps: int, batch: int, gradient_checkpointing: bool
     """Seconds per optimiser step of trl's SFTTrainer, and the collator's share of it."""
     from transformers import TrainerCallback
 
-    from ivt_lib import sft
+    from ivt_lib.training import sft
 
     ds, src = sft_dataset(batch * (steps + 2))
     step_times: list[float] = []
@@ -102,10 +103,11 @@ def profile_sft(model: str, steps: int, batch: int, gradient_checkpointing: bool
 
 def profile_grpo(model: str, iters: int, val_n: int, micro_batch: int) -> dict:
     """Seconds per GRPO iteration by phase, and of one validation pass (the same seeded rollouts in every call)."""
-    from ivt_lib import data, grpo, grpo_objective
+    from ivt_lib.corpora import splits
+    from ivt_lib.training import grpo, grpo_objective
 
     TIMES.clear()
-    train, val = data.load_split("train", limit=64), data.load_split("validation", limit=val_n)
+    train, val = splits.load_split("train", limit=64), splits.load_split("validation", limit=val_n)
     cfg = grpo.GRPORunConfig(iterations=iters, val_every=0, save_every=10_000, micro_batch=micro_batch)
     with tempfile.TemporaryDirectory() as d:
         tr = grpo.MultiStepGRPO(model, train, d, cfg, "cpu", val_samples=val)
@@ -189,7 +191,7 @@ def main() -> None:
             print(f"validation pass ({g['val_n']} samples x T+1 steps, greedy): {g['validation_s']:.1f} s")
     out["load_avg_1_15_end"] = [round(x, 2) for x in os.getloadavg()[::2]]
     if a.out:
-        from ivt_lib.io import atomic_write_json
+        from ivt_lib.core.io import atomic_write_json
 
         atomic_write_json(Path(a.out), out)
 

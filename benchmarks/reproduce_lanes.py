@@ -1,4 +1,4 @@
-"""`make reproduce` one lane vs parallel lanes (ivt_lib.lanes), measured side by side in one run.
+"""`make reproduce` one lane vs parallel lanes (ivt_lib.reproduction.lanes), measured side by side in one run.
 
 Usage: python benchmarks/reproduce_lanes.py [--tier smoke] [--seeds 1] [--jobs 2] [--repeats 1] [--out F.json]
 Each repeat runs the whole tier with ``--force`` twice, serial (``--jobs 1``) then in lanes, and records the wall
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def wall(tier: str, seeds: list[int], jobs: int) -> float:
     """Seconds of one forced reproduction of ``tier`` with ``jobs`` lanes."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ivt_lib.reproduce", "--tier", tier, "--force", "--jobs", str(jobs),
+    subprocess.run([sys.executable, "-m", "ivt_lib.reproduction.reproduce", "--tier", tier, "--force", "--jobs", str(jobs),
                     "--seeds", *map(str, seeds)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 

@@ -1,4 +1,4 @@
-"""Cost of seeded, batch-invariant sampling (ivt_lib.sampling) vs torch's global-RNG sampling in the refinement loop.
+"""Cost of seeded, batch-invariant sampling (ivt_lib.core.sampling) vs torch's global-RNG sampling in the refinement loop.
 
 Same model, samples and settings; the two arms alternate ``--repeats`` times in one run and the median of each is
 reported with their ratio. Run: ``python benchmarks/seeded_sampling.py``.
@@ -14,8 +14,9 @@ import time
 import torch
 
 import ivt_lib  # noqa: F401
-from ivt_lib import data, loop, models
-from ivt_lib.config import ROOT
+from ivt_lib.corpora import splits
+from ivt_lib.core import loop, models
+from ivt_lib.configs import ROOT
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats per arm")
     args = ap.parse_args()
     model, proc = models.load_model(ROOT / "data" / "base_model", "cpu")
-    samples = data.load_split("test", limit=args.n)
+    samples = splits.load_split("test", limit=args.n)
     pol = loop.HFPolicy(model, proc, 28, args.batch, temperature=1.0)
     seeds = list(range(args.n))
     times = {"torch RNG": [], "seeded": []}

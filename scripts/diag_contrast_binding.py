@@ -9,9 +9,10 @@ import argparse
 import json
 import random
 
-from ivt_lib import loop, metrics, models, probe, stats
-from ivt_lib.records import scene_to_record
-from ivt_lib.scenes import generate_scene
+from ivt_lib.core import loop, metrics, models, stats
+from ivt_lib.analysis import probe
+from ivt_lib.corpora.records import scene_to_record
+from ivt_lib.corpora.scenes import generate_scene
 
 
 def contrast_scenes(n: int, axis: str, seed: int = 12345) -> list[dict]:

@@ -9,13 +9,14 @@ import json
 
 import numpy as np
 
-from ivt_lib import boxes as bx
-from ivt_lib import data, loop, models
+from ivt_lib.core import boxes as bx
+from ivt_lib.corpora import splits
+from ivt_lib.core import loop, models
 
 
 def keep_signal(model: str, n: int | None = None, group: int = 6, temperature: float = 1.0) -> dict:
     """Keep rates (greedy and sampled) and step-1 IoUs from the good step-0 starts of ``model`` on validation."""
-    val = data.load_split("validation", limit=n)
+    val = splits.load_split("validation", limit=n)
     pol = models.load_policy(model, device="cpu")
     s0 = loop.run_loop(pol, val, T=0, show_progress=False)
     good = [(s, tr.steps[0].box) for s, tr in zip(val, s0) if tr.steps[0].iou >= 0.85]

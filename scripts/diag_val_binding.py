@@ -6,12 +6,14 @@ the same on the test split for the shipped bases; this is for candidate bases, w
 import argparse
 import json
 
-from ivt_lib import data, loop, models, probe
+from ivt_lib.corpora import splits
+from ivt_lib.core import loop, models
+from ivt_lib.analysis import probe
 
 
 def val_binding(model: str, n: int | None = None) -> dict:
     """Step-0 Acc@0.5 overall and per family, word-binding rows and object-count rows of ``model`` on validation."""
-    val = data.load_split("validation", limit=n)
+    val = splits.load_split("validation", limit=n)
     trajs = loop.run_loop(models.load_policy(model, device="cpu"), val, T=0, show_progress=False)
     rep = probe.single_shot(trajs, val)
     return {"model": model, "n": len(val), "acc@0.5": rep["overall"]["acc@0.5"],

@@ -1,4 +1,4 @@
-"""Phase-2 GRPO beyond one process: ``ivt_lib.grpo.MultiStepGRPO`` under ``accelerate launch``.
+"""Phase-2 GRPO beyond one process: ``ivt_lib.training.grpo.MultiStepGRPO`` under ``accelerate launch``.
 
 One process (plain ``python``) or N processes (``accelerate launch``) run the same code: each process rolls out its
 share of every iteration's prompts (whole groups), the loss is normalised by the tokens of the whole batch, and the
@@ -69,22 +69,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def from_tier(args):
     """(model, train samples, output folder, run config, device, dtype) exactly as notebook 04 builds them."""
-    from ivt_lib import config
-    from ivt_lib.data import load_split
+    from ivt_lib import configs
+    from ivt_lib.corpora.splits import load_split
 
-    cfg = config.tier_config(args.tier, "04_grpo", tier_args.parse_overrides(args.set))
+    cfg = configs.tier_config(args.tier, "04_grpo", tier_args.parse_overrides(args.set))
     samples = load_split("train", cfg.path("dataset"), cfg.train_n or None, cfg.max_pixels)
     # the validation curve is notebook 04's (it needs the validation split on the main process); the script trains only
-    from ivt_lib.grpo import GRPORunConfig
+    from ivt_lib.training.grpo import GRPORunConfig
 
     run_cfg = dataclasses.replace(GRPORunConfig.from_stage(cfg), val_every=0)
-    return config.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", run_cfg, cfg.device, cfg.dtype
+    return configs.model_source(cfg.sft_model), samples, cfg.path("runs_dir") / "grpo", run_cfg, cfg.device, cfg.dtype
 
 
 def from_args(args):
     """(model, train samples, output folder, run config, device, dtype) from the explicit arguments."""
-    from ivt_lib.data import load_split
-    from ivt_lib.grpo import GRPORunConfig
+    from ivt_lib.corpora.splits import load_split
+    from ivt_lib.training.grpo import GRPORunConfig
 
     kw = {} if args.dataset is None else {"path": args.dataset}
     samples = load_split(args.split, limit=args.n_samples or None, max_pixels=args.max_image_pixels or None, **kw)
@@ -102,8 +102,8 @@ def main(argv=None) -> dict:
 
     from accelerate import PartialState
 
-    from ivt_lib.grpo import MultiStepGRPO
-    from ivt_lib.models import adapter_checksum
+    from ivt_lib.training.grpo import MultiStepGRPO
+    from ivt_lib.core.models import adapter_checksum
 
     model, samples, out, cfg, device, dtype = from_tier(args) if args.tier else from_args(args)
     state = PartialState(cpu=device == "cpu")  # joins the process group when launched (gloo on CPU)
@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
                "rollout_backend": cfg.generation_backend}
     if state.is_main_process:
         summary["adapter_checksum"] = adapter_checksum(trainer.ckpt)
-        from ivt_lib.io import atomic_write_json
+        from ivt_lib.core.io import atomic_write_json
 
         atomic_write_json(out / "result.json", summary)
         log.info("wrote %s: %d iterations on %d processes", out / "result.json", len(logs), trainer.world)

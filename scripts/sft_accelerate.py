@@ -1,4 +1,4 @@
-"""Phase-1 SFT beyond one process: the same ``ivt_lib.sft.run_sft`` under ``accelerate launch`` (DDP / DeepSpeed).
+"""Phase-1 SFT beyond one process: the same ``ivt_lib.training.sft.run_sft`` under ``accelerate launch`` (DDP / DeepSpeed).
 
 One process (plain ``python``) or N processes (``accelerate launch``) run the same code: trl/transformers read the
 distributed environment that ``accelerate launch`` sets up, wrap the model in DDP (gloo on CPU, NCCL on GPU) and
@@ -70,10 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_dataset(split: str, n: int, seed: int, jitter: float, data: str | None = None):
     """Scripted-teacher traces (T=2) from jittered ground-truth starts on the first ``n`` samples of ``split``."""
-    from ivt_lib import boxes as bx
-    from ivt_lib import traces
-    from ivt_lib.data import load_split
-    from ivt_lib.teacher import ScriptedTeacher
+    from ivt_lib.core import boxes as bx
+    from ivt_lib.training import traces
+    from ivt_lib.corpora.splits import load_split
+    from ivt_lib.training.teacher import ScriptedTeacher
 
     samples = load_split(split, limit=n) if data is None else load_split(split, data, limit=n)
     starts = [bx.jitter(random.Random(seed * 100_003 + i), s["bbox"], s["width"], s["height"], jitter)
@@ -92,11 +92,11 @@ def from_tier(args):
     from accelerate import PartialState
     from datasets import load_from_disk
 
-    from ivt_lib import config
+    from ivt_lib import configs
 
-    cfg = config.tier_config(args.tier, "03_sft", tier_args.parse_overrides(args.set))
+    cfg = configs.tier_config(args.tier, "03_sft", tier_args.parse_overrides(args.set))
     state = PartialState(cpu=cfg.device == "cpu")  # joins the process group when launched
-    from ivt_lib.sft import SFTRunConfig
+    from ivt_lib.training.sft import SFTRunConfig
 
     run_cfg = SFTRunConfig.from_stage(cfg)
     if run_cfg.grad_accum % state.num_processes:
@@ -108,7 +108,7 @@ def from_tier(args):
     if not traces_dir.exists():
         raise SystemExit(f"no teacher traces at {traces_dir}: run notebook 02 of tier {args.tier} first")
     ds = load_from_disk(str(traces_dir))
-    return config.model_source(cfg.model), ds, cfg.path("runs_dir") / "sft" / "student", run_cfg, device, cfg.dtype
+    return configs.model_source(cfg.model), ds, cfg.path("runs_dir") / "sft" / "student", run_cfg, device, cfg.dtype
 
 
 def main(argv=None) -> dict:
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     log.info("%d traces from %d samples", len(ds), stats.n_kept_samples)
 
     # --- train --------------------------------------------------------------------------------------------------
-    from ivt_lib.sft import SFTRunConfig, run_sft
+    from ivt_lib.training.sft import SFTRunConfig, run_sft
 
     cfg = SFTRunConfig(max_steps=args.max_steps, train_batch_size=args.batch_size, grad_accum=args.grad_accum,
                        learning_rate=args.lr, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, seed=args.seed,
@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
                "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                "train_loss": out["train_loss"], "device": device, "seed": args.seed}
     if state.is_main_process:
-        from ivt_lib.models import adapter_checksum
+        from ivt_lib.core.models import adapter_checksum
 
         summary["adapter_checksum"] = adapter_checksum(Path(out["adapter"]))
         res = Path(args.result) if args.result else Path(args.out) / "result.json"
@@ -172,8 +172,8 @@ def main_tier(args) -> dict:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from ivt_lib.models import adapter_checksum
-    from ivt_lib.sft import run_sft
+    from ivt_lib.core.models import adapter_checksum
+    from ivt_lib.training.sft import run_sft
 
     model, ds, out_dir, cfg, device, dtype = from_tier(args)
     set_seed(cfg.seed)
@@ -184,7 +184,7 @@ def main_tier(args) -> dict:
                "global_batch": cfg.train_batch_size * cfg.grad_accum * out["world_size"], "n_traces": len(ds),
                "losses": [h["loss"] for h in out["log_history"]], "train_loss": out["train_loss"], "device": device}
     if state.is_main_process:
-        from ivt_lib.io import atomic_write_json
+        from ivt_lib.core.io import atomic_write_json
 
         summary["adapter_checksum"] = adapter_checksum(Path(out["adapter"]))
         atomic_write_json(out_dir / "result.json", summary)

@@ -1,10 +1,11 @@
 """The accelerate scripts' shared command line: ``--tier``/``--set`` run a stage with a notebook's settings of a tier,
-or explicit ``--model``/``--out``. Lives with the scripts, not in the library: only they parse command lines."""
+or explicit ``--model``/``--out``. Lives with the two accelerate scripts that share it; the library's own entry points
+(``python -m ivt_lib.<wing>.<module>``) each parse their command line in their ``main``."""
 from __future__ import annotations
 
 from typing import Any
 
-from ivt_lib.config import ConfigError
+from ivt_lib.configs import ConfigError
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:

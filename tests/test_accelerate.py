@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from ivt_lib.config import ROOT
+from ivt_lib.configs import ROOT
 
 SCRIPT = ROOT / "scripts" / "sft_accelerate.py"
 COMMON = ["--split", "test", "--n-samples", "8", "--max-steps", "3", "--seed", "0", "--device", "cpu"]
@@ -172,7 +172,7 @@ def tier_workflow(tmp_path_factory):
 
     import papermill as pm
 
-    from ivt_lib.config import load_tier
+    from ivt_lib.configs import load_tier
 
     root = tmp_path_factory.mktemp("tier")
     runs = root / "runs"

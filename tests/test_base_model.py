@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from ivt_lib.config import ROOT
-from ivt_lib.data import load_split
-from ivt_lib.loop import HFPolicy, run_loop
-from ivt_lib.metrics import step_metrics
-from ivt_lib.models import load_model
+from ivt_lib.configs import ROOT
+from ivt_lib.corpora.splits import load_split
+from ivt_lib.core.loop import HFPolicy, run_loop
+from ivt_lib.core.metrics import step_metrics
+from ivt_lib.core.models import load_model
 
 BASE = ROOT / "data" / "base_model"
 REFINE_MIX = ROOT / "data" / "base_model_refine_mix"

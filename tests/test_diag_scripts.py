@@ -1,7 +1,7 @@
 """The diagnostic scripts run on the shipped base and report what their notes in the README rely on."""
 import importlib.util
 
-from ivt_lib.config import ROOT
+from ivt_lib.configs import ROOT
 
 
 def _load(name: str):

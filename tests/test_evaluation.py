@@ -1,12 +1,12 @@
-"""ivt_lib.evaluation on hand-built trajectories written to disk under the configuration file names."""
+"""ivt_lib.analysis.evaluation on hand-built trajectories written to disk under the configuration file names."""
 import math
 
 import numpy as np
 import pytest
 
-from ivt_lib import evaluation as ev
-from ivt_lib.io import save_trajectories
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.analysis import evaluation as ev
+from ivt_lib.core.trajectory import save_trajectories
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 W = H = 128
 GT = (10.0, 10.0, 50.0, 50.0)

@@ -1,12 +1,12 @@
-"""ivt_lib.explorer: the widget app driven from Python (no browser), on hand-built trajectories."""
+"""ivt_lib.analysis.explorer: the widget app driven from Python (no browser), on hand-built trajectories."""
 import io
 import json
 
 import pytest
 from PIL import Image
 
-from ivt_lib.explorer import FILTERS, Explorer, save_static
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.analysis.explorer import FILTERS, Explorer, save_static
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 pytest.importorskip("ipywidgets")
 

@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import ImageDraw
 
-from ivt_lib import grpo, rewards
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.training import grpo
+from ivt_lib.core import rewards
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 
 def test_reward_doctests_and_registry():
-    import ivt_lib.rewards as mod
+    import ivt_lib.core.rewards as mod
 
     assert doctest.testmod(mod).failed == 0
     assert set(rewards.REWARDS) >= {"iou", "format"}
@@ -157,7 +158,7 @@ def test_refine_credit_shares_step0_in_a_group_and_never_scores_it(tiny_dir, tmp
 
 def test_greedy_refine_start_is_the_deployed_step0(tiny_dir, tmp_path, test_samples):
     """refine_start="greedy": the group's shared step 0 is the greedy answer the evaluated policy gives."""
-    from ivt_lib.loop import HFPolicy, run_loop
+    from ivt_lib.core.loop import HFPolicy, run_loop
 
     cfg = grpo.GRPORunConfig(iterations=1, prompts_per_iter=3, group_size=2, T=1, max_new_tokens=6, save_every=1,
                              credit="refine", refine_start="greedy", temperature=1.5)
@@ -184,7 +185,7 @@ def test_anchor_step0_scores_the_shared_step0_once_per_group_with_kl_only(tiny_d
                                                            (0, 0.0), (1, 1.0), (1, 0.0), (1, -1.0)]
     assert tr.step()["rows"] == 8
     # with trajectory credit step 0 is in the loss already: from_stage leaves the anchor off there
-    from ivt_lib.config import GRPOStageConfig
+    from ivt_lib.configs import GRPOStageConfig
 
     stage = GRPOStageConfig(anchor_step0=True)
     assert grpo.GRPORunConfig.from_stage(stage).anchor_step0 is False
@@ -256,7 +257,7 @@ def test_run_config_from_stage_takes_the_stage_names_and_values():
     """One construction, in the stage module: every same-named field copied, credit overridable, vLLM share kept."""
     from dataclasses import fields
 
-    from ivt_lib.config import GRPOStageConfig
+    from ivt_lib.configs import GRPOStageConfig
 
     stage = GRPOStageConfig(iterations=7, batch_size=5, generation_backend="hf", top_p=0.9, max_new_tokens=40,
                             vllm_gpu_memory=0.4, seed=3, val_every=2)
@@ -294,8 +295,8 @@ def test_qwen25_rewards_read_the_processors_resized_pixels():
     from PIL import Image
     from transformers import Qwen2VLImageProcessor
 
-    from ivt_lib import boxes as bx
-    from ivt_lib.parsing import format_box
+    from ivt_lib.core import boxes as bx
+    from ivt_lib.core.parsing import format_box
 
     ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200 * 28 * 28)
     trajs = []

@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from ivt_lib import grpo_curve
+from ivt_lib.analysis import grpo_curve
 
 
 def _sha(path) -> str:

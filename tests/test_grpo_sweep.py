@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ivt_lib import config, grpo_sweep
+from ivt_lib import configs
+from ivt_lib.reproduction import grpo_sweep
 
 
 def test_parse_arm_casts_values_and_rejects_malformed_arms():
@@ -27,7 +28,7 @@ def test_arm_folders_are_distinct_for_the_built_in_arms():
 
 def test_invalid_arm_fails_before_any_training(tmp_path):
     where = {"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    with pytest.raises(config.ConfigError, match="temperature"):
+    with pytest.raises(configs.ConfigError, match="temperature"):
         grpo_sweep.sweep("smoke", {"cold": {"temperature": 0.0}}, 4, where)
     assert not (tmp_path / "runs").exists()
 

@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.io: atomic writes, provenance sidecars, figures."""
+"""Tests for ivt_lib.core.io: atomic writes, provenance sidecars, figures."""
 import json
 import os
 import re
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ivt_lib import io as ivt_io
+from ivt_lib.core import io as ivt_io
+from ivt_lib.core import trajectory
 
 
 def _files(folder: Path) -> set[str]:
@@ -198,7 +199,7 @@ def test_save_figure_format_follows_suffix(tmp_path, tiny_figure):
 def test_trajectories_round_trip(tmp_path):
     import math
 
-    from ivt_lib.loop import StepRecord, Trajectory
+    from ivt_lib.core.loop import StepRecord, Trajectory
 
     trajs = [
         Trajectory("s1", "fam", (1.0, 2.0, 30.0, 40.0), 64, 48, [
@@ -207,10 +208,10 @@ def test_trajectories_round_trip(tmp_path):
         Trajectory("s2", "other", (0.0, 0.0, 5.0, 5.0), 10, 10, [
             StepRecord("x", (0.0, 0.0, 5.0, 5.0), 1.0, True)]),  # mean_logprob NaN by default
     ]
-    p = ivt_io.save_trajectories(tmp_path / "t.jsonl", trajs)
+    p = trajectory.save_trajectories(tmp_path / "t.jsonl", trajs)
     assert len(p.read_text().splitlines()) == 2
     assert _files(tmp_path) == {"t.jsonl"}
-    back = ivt_io.load_trajectories(p)
+    back = trajectory.load_trajectories(p)
     assert back[0] == trajs[0]
     assert isinstance(back[0].gt, tuple) and isinstance(back[0].steps[0].box, tuple)
     assert back[0].steps[1].box is None and back[0].steps[1].stopped is True
@@ -220,8 +221,8 @@ def test_trajectories_round_trip(tmp_path):
 
 def test_results_record_project_paths_relative_to_the_root(tmp_path):
     """A result that names a checkout's own folder must not change when the checkout moves (fresh clones)."""
-    from ivt_lib import io
-    from ivt_lib.config import ROOT
+    from ivt_lib.core import io
+    from ivt_lib.configs import ROOT
 
     obj = {"model": str(ROOT / "runs" / "default" / "sft" / "merged"), "nested": [{"p": str(ROOT / "data" / "x")}],
            "hub": "Qwen/Qwen3-VL-4B-Instruct", "elsewhere": "/opt/models/m", "n": 3}
@@ -236,7 +237,7 @@ def test_results_record_project_paths_relative_to_the_root(tmp_path):
 def test_kill_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     """A kill after ``path -> path.old`` and before ``tmp -> path`` left only ``.old``; GRPO then restarted from zero
     without a word. The next reader (or save) restores the last complete folder."""
-    from ivt_lib import io
+    from ivt_lib.core import io
 
     ck = tmp_path / "checkpoint"
     with io.atomic_dir(ck) as t:

@@ -1,4 +1,4 @@
-"""ivt_lib.lanes: the dependency graph, the thread shares, the scheduler (real child processes), and
+"""ivt_lib.reproduction.lanes: the dependency graph, the thread shares, the scheduler (real child processes), and
 reproduce.run(jobs>1) with the same keys and stamps as the serial run."""
 import json
 import os
@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from ivt_lib import lanes, reproduce
+from ivt_lib.reproduction import executor, lanes, reproduce
 
 from test_reproduce import STEMS, TIER, sandbox  # noqa: F401  (the fixture)
 
-REAL = [p.stem for p in reproduce.notebooks()]
+REAL = [p.stem for p in executor.notebooks()]
 
 
 def test_graph_of_the_real_notebooks():
@@ -109,10 +109,10 @@ def test_lanes_use_the_serial_runs_keys_both_ways(sandbox, in_process):  # noqa:
 
 
 def test_lanes_run_seeds_and_stamp_each(sandbox, in_process, monkeypatch):  # noqa: F811
-    from ivt_lib import seeds
+    from ivt_lib.reproduction import seeds
 
     rec = sandbox["rec"]
-    monkeypatch.setattr(reproduce, "SEEDS_AFTER", STEMS[1])
+    monkeypatch.setattr(executor, "SEEDS_AFTER", STEMS[1])
     ran = []
     monkeypatch.setattr(seeds, "run_seed", lambda tier, s, force=False, extra_rows=False, stems=():
                         ran.append((s, *stems, force, extra_rows)))

@@ -1,9 +1,9 @@
-"""Live mode and the side-by-side view (ivt_lib.live), driven from Python with scripted policies."""
+"""Live mode and the side-by-side view (ivt_lib.analysis.live), driven from Python with scripted policies."""
 import pytest
 
-from ivt_lib import live
-from ivt_lib.loop import Generation
-from ivt_lib.parsing import format_box, parse_box
+from ivt_lib.analysis import live
+from ivt_lib.core.loop import Generation
+from ivt_lib.core.parsing import format_box, parse_box
 
 
 class Shift:
@@ -70,7 +70,7 @@ def test_fresh_scene_is_seeded_and_takes_an_expression():
 
 
 def test_side_by_side_shares_one_step_slider(test_samples):
-    from ivt_lib.loop import run_loop
+    from ivt_lib.core.loop import run_loop
 
     samples = {s["id"]: s for s in test_samples[:3]}
     configs = {"shift": run_loop(Shift(), test_samples[:3], T=2, show_progress=False),

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from ivt_lib import boxes as bx
-from ivt_lib.loop import Generation, HFPolicy, run_loop
-from ivt_lib.parsing import format_box, parse_box
+from ivt_lib.core import boxes as bx
+from ivt_lib.core.loop import Generation, HFPolicy, run_loop
+from ivt_lib.core.parsing import format_box, parse_box
 
 
 class FakePolicy:
@@ -101,7 +101,7 @@ def test_metrics_evaluation_and_explorer_do_not_import_transformers():
     import subprocess
     import sys
 
-    code = ("import sys, ivt_lib.metrics, ivt_lib.evaluation, ivt_lib.explorer, ivt_lib.stats, ivt_lib.deployable; "
+    code = ("import sys, ivt_lib.core.metrics, ivt_lib.analysis.evaluation, ivt_lib.analysis.explorer, ivt_lib.core.stats, ivt_lib.analysis.deployable; "
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
@@ -116,9 +116,9 @@ def test_qwen25_loop_reads_boxes_in_the_processors_resized_pixels():
     from PIL import Image
     from transformers import Qwen2VLImageProcessor
 
-    from ivt_lib import boxes as bx
-    from ivt_lib.loop import Generation, run_loop
-    from ivt_lib.parsing import format_box, parse_box
+    from ivt_lib.core import boxes as bx
+    from ivt_lib.core.loop import Generation, run_loop
+    from ivt_lib.core.parsing import format_box, parse_box
 
     ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=200 * 28 * 28)  # also caps: 1000x750 is downscaled
     samples = [{"id": f"s{i}", "family": "f", "expression": "the thing", "image": Image.new("RGB", (w, h)),
@@ -149,7 +149,7 @@ def test_early_stop_and_still_rule_agree(test_samples):
     last box is the box the rule picks on the full run (the policy is deterministic, so the steps before the stop
     are identical). The scripted policy first moves far (+100), then a little (+5): still at step 2 for eps 0.05,
     never still for eps 0.01."""
-    from ivt_lib.metrics import still_rule
+    from ivt_lib.core.metrics import still_rule
 
     class Slowing(FakePolicy):
         def generate(self, messages, images):

@@ -1,11 +1,11 @@
-"""Tests for ivt_lib.metrics on hand-built trajectories (no model)."""
+"""Tests for ivt_lib.core.metrics on hand-built trajectories (no model)."""
 import math
 
 import pytest
 
-from ivt_lib import metrics as mt
-from ivt_lib.boxes import iou
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.core import metrics as mt
+from ivt_lib.core.boxes import iou
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 W, H = 100, 100
 GT = (10.0, 10.0, 50.0, 50.0)

@@ -6,10 +6,10 @@ import nbformat
 import papermill as pm
 import pytest
 
-from ivt_lib import reproduce
-from ivt_lib.config import NOTEBOOK_CONFIGS, ROOT, TIERS, load_tier
+from ivt_lib.reproduction import executor
+from ivt_lib.configs import NOTEBOOK_CONFIGS, ROOT, TIERS, load_tier
 
-NBS = reproduce.notebooks()
+NBS = executor.notebooks()
 IDS = [p.stem for p in NBS]
 
 

@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.paper_data and ivt_lib.paper_benchmark on small fixture files with the real datasets' columns, built in tmp_path.
+"""Tests for ivt_lib.corpora.paper_data and ivt_lib.corpora.paper_benchmark on small fixture files with the real datasets' columns, built in tmp_path.
 
 Each fixture mirrors what `hf download <id> --repo-type dataset --local-dir DIR` gives: the same file layout, the
 README ``configs`` that name the splits, and the same columns and types (images as the ``datasets`` Image feature).
@@ -12,11 +12,12 @@ import tarfile
 import pytest
 from PIL import Image
 
-from ivt_lib import boxes, paper_benchmark, paper_data
-from ivt_lib.config import NOTEBOOK_CONFIGS, load_tier
-from ivt_lib.data import features, load_split
-from ivt_lib.paper_benchmark import build_mixed_benchmark, load_by_ids, save_benchmark
-from ivt_lib.paper_data import REFADV_ID, REFCOCOG_ID, REFL4_ID, dataset_to_xyxy, load_refadv, load_refcocog, load_refl4
+from ivt_lib.core import boxes
+from ivt_lib.corpora import paper_benchmark, paper_data
+from ivt_lib.configs import NOTEBOOK_CONFIGS, load_tier
+from ivt_lib.corpora.splits import features, load_split
+from ivt_lib.corpora.paper_benchmark import build_mixed_benchmark, load_by_ids, save_benchmark
+from ivt_lib.corpora.paper_data import REFADV_ID, REFCOCOG_ID, REFL4_ID, dataset_to_xyxy, load_refadv, load_refcocog, load_refl4
 
 
 def xyxy_to_dataset(box, fmt: str):
@@ -191,7 +192,7 @@ def _check_schema(recs, family, hub_id):
         x1, y1, x2, y2 = r["bbox"]
         assert 0 <= x1 < x2 <= r["width"] and 0 <= y1 < y2 <= r["height"]
     assert len({r["id"] for r in recs}) == len(recs)
-    from ivt_lib.data import validate_records
+    from ivt_lib.corpora.splits import validate_records
 
     decoded = validate_records(recs, name=family)  # the same check load_split applies
     assert all(d["image"].size == (r["width"], r["height"]) for d, r in zip(decoded, recs))
@@ -205,7 +206,7 @@ def test_refcocog_schema_and_xywh_to_xyxy(sources, caplog, fixture_dirs):
     r0 = by_id["refcocog:val:q0000"]
     assert r0["bbox"] == [2.0, 3.0, 12.0, 23.0] and r0["expression"] == "the object number 0"
     assert by_id["refcocog:val:q0001"]["bbox"] == [60.0, 40.0, 72.0, 52.0]  # clipped to the 72x52 image
-    with caplog.at_level(logging.WARNING, logger="ivt_lib.paper_data"):
+    with caplog.at_level(logging.WARNING, logger="ivt_lib.corpora.paper_data"):
         again = load_refcocog(fixture_dirs["refcocog"], "val", limit=4)
     assert len(again) == 3 and "dropped 1 samples" in caplog.text
 
@@ -224,7 +225,7 @@ def test_refl4_schema_tar_extraction_and_licence_warning(sources, fixture_dirs, 
     r3 = next(r for r in recs if r["id"] == "refl4:val:000003")
     assert r3["bbox"] == [4.0, 9.0, 16.0, 17.0]  # xywh [4, 9, 12, 8]
     assert (fixture_dirs["refl4"] / "images" / "o365" / "img_val_00003.jpg").exists()  # extracted from the tar
-    with caplog.at_level(logging.WARNING, logger="ivt_lib.paper_data"):
+    with caplog.at_level(logging.WARNING, logger="ivt_lib.corpora.paper_data"):
         load_refl4(fixture_dirs["refl4"] / "ref-l4-test.parquet", "test", limit=2,
                    images=fixture_dirs["refl4"] / "images.tar.gz")
     assert "CC BY-NC 4.0" in caplog.text and "non-commercial" in caplog.text
@@ -456,7 +457,7 @@ def test_paper_tier_notebooks_run_on_the_fixture_benchmark(saved_benchmark, tier
     sample counts and floors."""
     import papermill as pm
 
-    from ivt_lib.config import ROOT
+    from ivt_lib.configs import ROOT
 
     out, _ = saved_benchmark
     params = load_tier(tier)

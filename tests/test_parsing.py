@@ -1,11 +1,11 @@
-"""Tests for ivt_lib.parsing: model text -> box in the model's frame, or a failure reason; never raises."""
+"""Tests for ivt_lib.core.parsing: model text -> box in the model's frame, or a failure reason; never raises."""
 import dataclasses
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivt_lib.parsing import (FAIL_EMPTY, FAIL_NO_BOX, FAIL_NON_FINITE, FAIL_NOT_TEXT, ParsedBox, format_box,
+from ivt_lib.core.parsing import (FAIL_EMPTY, FAIL_NO_BOX, FAIL_NON_FINITE, FAIL_NOT_TEXT, ParsedBox, format_box,
                              parse_box)
 
 REASONS = {FAIL_EMPTY, FAIL_NO_BOX, FAIL_NON_FINITE, FAIL_NOT_TEXT}

@@ -1,4 +1,4 @@
-"""ivt_lib.plots: every figure function on small hand-built inputs (structure: axes, lines, bars, titles)."""
+"""ivt_lib.analysis.plots: every figure function on small hand-built inputs (structure: axes, lines, bars, titles)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,10 +8,10 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ivt_lib import plots  # noqa: E402
-from ivt_lib.loop import StepRecord, Trajectory  # noqa: E402
-from ivt_lib.prompts import refine_messages, with_answer  # noqa: E402
-from ivt_lib.render import draw_box  # noqa: E402
+from ivt_lib.analysis import plots  # noqa: E402
+from ivt_lib.core.loop import StepRecord, Trajectory  # noqa: E402
+from ivt_lib.core.prompts import refine_messages, with_answer  # noqa: E402
+from ivt_lib.core.render import draw_box  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,13 @@
-"""ivt_lib.probe: the random "wrong box", the presence probe (with a fake policy), failure anatomy, worst."""
+"""ivt_lib.analysis.probe: the random "wrong box", the presence probe (with a fake policy), failure anatomy, worst."""
 import random
 
 import numpy as np
 import pytest
 
-from ivt_lib import boxes as bx
-from ivt_lib import probe
-from ivt_lib.loop import Generation, StepRecord, Trajectory
-from ivt_lib.parsing import format_box, parse_box
+from ivt_lib.core import boxes as bx
+from ivt_lib.analysis import probe
+from ivt_lib.core.loop import Generation, StepRecord, Trajectory
+from ivt_lib.core.parsing import format_box, parse_box
 
 
 class FakePolicy:
@@ -224,8 +224,8 @@ def test_worst_ties_keep_input_order():
 
 
 def test_selection_anatomy_tells_wrong_object_from_imprecise_box():
-    from ivt_lib.loop import StepRecord, Trajectory
-    from ivt_lib.probe import selection_anatomy
+    from ivt_lib.core.loop import StepRecord, Trajectory
+    from ivt_lib.analysis.probe import selection_anatomy
 
     a, b, c = (0, 0, 10, 10), (20, 20, 30, 30), (40, 0, 50, 10)
     samples = [{"family": "f", "objects": [{"box": a}, {"box": b}], "target": 0},           # picks the target
@@ -235,7 +235,7 @@ def test_selection_anatomy_tells_wrong_object_from_imprecise_box():
                {"family": "real", "bbox": a}]                                               # no object list: skipped
 
     def tr(box, gt, fam="f"):
-        iou = __import__("ivt_lib.boxes", fromlist=["iou"]).iou(box, gt) if box else 0.0
+        iou = __import__("ivt_lib.core.boxes", fromlist=["iou"]).iou(box, gt) if box else 0.0
         return Trajectory("x", fam, gt, 64, 64, [StepRecord("", box, iou, box is not None)])
 
     trajs = [tr(a, a), tr(b, a), tr((30, 30, 38, 38), c), tr(None, a), tr(a, a, "real")]
@@ -280,7 +280,7 @@ def test_drop_driver_arms_show_what_they_say(test_samples):
 
 
 def test_single_shot_and_object_count_rows(test_samples):
-    from ivt_lib.loop import run_loop
+    from ivt_lib.core.loop import run_loop
 
     samples = test_samples[:9]
     trajs = run_loop(FakePolicy(), samples, T=0, show_progress=False)
@@ -298,7 +298,7 @@ def test_object_count_table_is_indexable_on_real_data_without_object_lists(test_
     """Regression: real benchmarks list no objects, so the rows are empty; notebook 00 must still index the table
     (the paper tiers failed with KeyError on ['base', 'family', 'objects'])."""
     import pandas as pd
-    from ivt_lib.loop import run_loop
+    from ivt_lib.core.loop import run_loop
 
     samples = [{k: v for k, v in s.items() if k != "objects"} for s in test_samples[:3]]
     rep = probe.single_shot(run_loop(FakePolicy(), samples, T=0, show_progress=False), samples)
@@ -319,8 +319,8 @@ def test_drop_driver_summary_compares_each_arm_with_the_naive_one(test_samples):
 
 
 def test_word_binding_scores_the_named_attribute_against_chance():
-    from ivt_lib.loop import StepRecord, Trajectory
-    from ivt_lib.probe import word_binding, word_binding_rows
+    from ivt_lib.core.loop import StepRecord, Trajectory
+    from ivt_lib.analysis.probe import word_binding, word_binding_rows
 
     a, b, c = (0, 0, 10, 10), (20, 20, 30, 30), (40, 0, 50, 10)
     objs = [{"box": a, "colour": "blue", "shape": "circle"}, {"box": b, "colour": "green", "shape": "circle"},
@@ -348,7 +348,7 @@ def test_word_binding_scores_the_named_attribute_against_chance():
 
 
 def test_pick_transitions_follow_the_box_from_object_to_object():
-    from ivt_lib.loop import StepRecord, Trajectory
+    from ivt_lib.core.loop import StepRecord, Trajectory
 
     a, b = (0, 0, 10, 10), (20, 20, 30, 30)
     two = {"family": "f", "objects": [{"box": a}, {"box": b}], "target": 0}

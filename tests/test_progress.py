@@ -1,9 +1,9 @@
-"""Progress bars on for people, off for unattended runs (ivt_lib.progress)."""
+"""Progress bars on for people, off for unattended runs (ivt_lib.core.progress)."""
 import os
 
 import pytest
 
-from ivt_lib import progress
+from ivt_lib.core import progress
 
 
 @pytest.mark.parametrize("value, on", [(None, True), ("1", True), ("0", False), ("off", False), ("False", False)])
@@ -24,7 +24,7 @@ def test_quiet_switches_off_ours_and_the_libraries(monkeypatch):
 
 
 def test_loop_prints_no_bar_when_quiet(monkeypatch, capsys, test_samples):
-    from ivt_lib.loop import Generation, run_loop
+    from ivt_lib.core.loop import Generation, run_loop
 
     class Box:
         def generate(self, messages, images):

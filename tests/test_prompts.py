@@ -1,6 +1,6 @@
 """Step-0 and refinement messages."""
-from ivt_lib.parsing import parse_box
-from ivt_lib.prompts import refine_messages, step0_messages, with_answer
+from ivt_lib.core.parsing import parse_box
+from ivt_lib.core.prompts import refine_messages, step0_messages, with_answer
 
 
 def test_step0_has_one_image_and_the_expression():

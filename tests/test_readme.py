@@ -1,12 +1,12 @@
 """The README's generated results section is in sync with results/, and its two commands are what CI runs."""
-from ivt_lib import readme
-from ivt_lib.config import ROOT
+from ivt_lib.reproduction import readme
+from ivt_lib.configs import ROOT
 
 
 def test_results_section_in_sync():
     text = (ROOT / "README.md").read_text()
     a, b = text.index(readme.START), text.index(readme.END) + len(readme.END)
-    assert text[a:b] == readme.render(ROOT / "results"), "run `python -m ivt_lib.readme` after a default-tier run"
+    assert text[a:b] == readme.render(ROOT / "results"), "run `python -m ivt_lib.reproduction.readme` after a default-tier run"
 
 
 def test_readme_commands_are_what_ci_runs():
@@ -68,7 +68,8 @@ def test_phase1_table_shows_every_recipe_and_load(tmp_path):
 def test_seeds_section_shows_spread_contrasts_hard_cases_curves_and_times(tmp_path):
     import json
 
-    from ivt_lib import seed_stats, seeds
+    from ivt_lib.analysis import seed_stats
+    from ivt_lib.reproduction import seeds
 
     r = {"step0": {"acc@0.5": 0.5}, "last": {"acc@0.5": 0.45}, "oracle_best_step (uses GT)": {"acc@0.5": 0.6},
          "stability": {"degradation": 0.07, "improve": 0.2, "degrade": 0.4, "stay": 0.4},

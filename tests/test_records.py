@@ -1,10 +1,10 @@
-"""Tests for ivt_lib.records: the record schema and the seeded, family-balanced split stream."""
+"""Tests for ivt_lib.corpora.records: the record schema and the seeded, family-balanced split stream."""
 import random
 
 import numpy as np
 
-from ivt_lib.records import iter_split, scene_to_record
-from ivt_lib.scenes import FAMILIES, generate_scene
+from ivt_lib.corpora.records import iter_split, scene_to_record
+from ivt_lib.corpora.scenes import FAMILIES, generate_scene
 
 EXPECTED_KEYS = {"id", "image", "expression", "bbox", "family", "source", "width", "height", "objects", "target"}
 

@@ -1,9 +1,9 @@
-"""Tests for ivt_lib.render: the semi-transparent red overlay and trajectory grids."""
+"""Tests for ivt_lib.core.render: the semi-transparent red overlay and trajectory grids."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from ivt_lib import render
+from ivt_lib.core import render
 
 GRAY = (128, 128, 128)
 

@@ -1,4 +1,4 @@
-"""ivt_lib.reproduce: notebook discovery, the resume key, parameter validation and the skip/resume/force logic.
+"""ivt_lib.reproduction.reproduce: notebook discovery, the resume key, parameter validation and the skip/resume/force logic.
 
 papermill is replaced by a recorder and the project root by a tmp folder, so nothing is executed or written in the repo.
 """
@@ -10,10 +10,10 @@ from pathlib import Path
 import papermill
 import pytest
 
-from ivt_lib import reproduce
-from ivt_lib.config import ConfigError
+from ivt_lib.reproduction import executor, reproduce
+from ivt_lib.configs import ConfigError
 
-REAL_NBS = reproduce.notebooks()
+REAL_NBS = executor.notebooks()
 STEMS = ["00_base_model", "01_naive_iteration_collapse", "02_teacher_data_synthesis"]
 TIER = "smoke"
 
@@ -23,7 +23,7 @@ def test_notebooks_lists_numbered_notebooks_in_order():
     assert len(stems) >= 3 and stems == sorted(stems)
     assert stems[:3] == STEMS
     assert all(re.match(r"^\d\d_", s) and p.suffix == ".ipynb" for s, p in zip(stems, REAL_NBS))
-    assert all(p.parent == reproduce.NB_DIR for p in REAL_NBS)  # executed/ copies are not listed
+    assert all(p.parent == executor.NB_DIR for p in REAL_NBS)  # executed/ copies are not listed
 
 
 def test_notebooks_ignores_unnumbered(tmp_path, monkeypatch):
@@ -31,8 +31,8 @@ def test_notebooks_ignores_unnumbered(tmp_path, monkeypatch):
         (tmp_path / name).write_text("{}")
     (tmp_path / "executed").mkdir()
     (tmp_path / "executed" / "00_old.ipynb").write_text("{}")
-    monkeypatch.setattr(reproduce, "NB_DIR", tmp_path)
-    assert [p.name for p in reproduce.notebooks()] == ["01_a.ipynb", "02_b.ipynb", "10_last.ipynb"]
+    monkeypatch.setattr(executor, "NB_DIR", tmp_path)
+    assert [p.name for p in executor.notebooks()] == ["01_a.ipynb", "02_b.ipynb", "10_last.ipynb"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -43,21 +43,21 @@ def test_notebooks_ignores_unnumbered(tmp_path, monkeypatch):
 def test_run_key(tmp_path):
     nb = tmp_path / "00_x.ipynb"
     nb.write_text('{"cells": []}')
-    k = reproduce.run_key(nb, {"a": 1, "b": 2})
+    k = executor.run_key(nb, {"a": 1, "b": 2})
     assert re.fullmatch(r"[0-9a-f]{16}", k)
-    assert reproduce.run_key(nb, {"b": 2, "a": 1}) == k  # parameter order does not matter
-    assert reproduce.run_key(nb, {"a": 1, "b": 3}) != k  # params
-    assert reproduce.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != k  # upstream key
-    assert reproduce.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != reproduce.run_key(nb, {"a": 1, "b": 2}, "abd")
+    assert executor.run_key(nb, {"b": 2, "a": 1}) == k  # parameter order does not matter
+    assert executor.run_key(nb, {"a": 1, "b": 3}) != k  # params
+    assert executor.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != k  # upstream key
+    assert executor.run_key(nb, {"a": 1, "b": 2}, upstream="abc") != executor.run_key(nb, {"a": 1, "b": 2}, "abd")
     nb.write_text('{"cells": [] }')
-    assert reproduce.run_key(nb, {"a": 1, "b": 2}) != k  # source
+    assert executor.run_key(nb, {"a": 1, "b": 2}) != k  # source
 
 
 def test_validate_real_tiers_pass():
     for tier in ("smoke", "default"):  # (the paper tier needs its external benchmark data on disk)
-        plan = reproduce.validate(tier)
+        plan = executor.validate(tier)
         assert list(plan) == [p.stem for p in REAL_NBS]
-    assert list(reproduce.validate("smoke", only=[STEMS[1]])) == [STEMS[1]]
+    assert list(executor.validate("smoke", only=[STEMS[1]])) == [STEMS[1]]
 
 
 @pytest.mark.parametrize("section,param", [
@@ -66,20 +66,20 @@ def test_validate_real_tiers_pass():
     ({"02_teacher_data_synthesis": {"iou_min": 0.9, "iou_max": 0.5}}, "iou_min"),
 ])
 def test_validate_names_the_bad_parameter(monkeypatch, section, param):
-    monkeypatch.setattr(reproduce, "load_tier", lambda tier: section)
+    monkeypatch.setattr(executor, "load_tier", lambda tier: section)
     with pytest.raises(ConfigError, match=param):
-        reproduce.validate(TIER)
+        executor.validate(TIER)
 
 
 def test_validate_only_skips_other_notebooks(monkeypatch):
-    monkeypatch.setattr(reproduce, "load_tier", lambda tier: {"00_base_model": {"batch_size": 0}})
-    assert STEMS[1] in reproduce.validate(TIER, only=[STEMS[1]])  # the bad section is not checked
+    monkeypatch.setattr(executor, "load_tier", lambda tier: {"00_base_model": {"batch_size": 0}})
+    assert STEMS[1] in executor.validate(TIER, only=[STEMS[1]])  # the bad section is not checked
 
 
 def test_unknown_parameter_is_rejected(monkeypatch):
-    monkeypatch.setattr(reproduce, "load_tier", lambda tier: {"00_base_model": {"no_such_param": 1}})
+    monkeypatch.setattr(executor, "load_tier", lambda tier: {"00_base_model": {"no_such_param": 1}})
     with pytest.raises(ConfigError, match="no_such_param"):
-        reproduce.validate(TIER)
+        executor.validate(TIER)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -116,19 +116,19 @@ def sandbox(tmp_path, monkeypatch):
     nb_dir = tmp_path / "notebooks"
     nb_dir.mkdir()
     for s in STEMS:
-        shutil.copy(reproduce.NB_DIR / f"{s}.ipynb", nb_dir)
+        shutil.copy(executor.NB_DIR / f"{s}.ipynb", nb_dir)
     params = {s: {"tier": TIER, "n_samples": 3 + i} for i, s in enumerate(STEMS)}
     rec = Recorder()
-    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
-    monkeypatch.setattr(reproduce, "NB_DIR", nb_dir)
-    monkeypatch.setattr(reproduce, "load_tier", lambda tier: params)
+    monkeypatch.setattr(executor, "ROOT", tmp_path)
+    monkeypatch.setattr(executor, "NB_DIR", nb_dir)
+    monkeypatch.setattr(executor, "load_tier", lambda tier: params)
     monkeypatch.setattr(papermill, "execute_notebook", rec)
     return {"root": tmp_path, "nb_dir": nb_dir, "params": params, "rec": rec,
             "stamps": tmp_path / "runs" / "reproduce" / TIER}
 
 
 def test_first_run_executes_all_in_order_and_stamps(sandbox, monkeypatch):
-    from ivt_lib import progress
+    from ivt_lib.core import progress
 
     for k in progress.QUIET_ENV:
         monkeypatch.setenv(k, "1" if k == progress.ENV else "0")  # recorded, so the test's quiet() is undone after
@@ -266,10 +266,10 @@ def test_library_or_data_change_reruns_the_notebooks(sandbox):
 
 
 def test_extra_seeds_run_after_their_notebook_and_chain_into_the_next(sandbox, monkeypatch):
-    from ivt_lib import seeds
+    from ivt_lib.reproduction import seeds
 
     rec = sandbox["rec"]
-    monkeypatch.setattr(reproduce, "SEEDS_AFTER", STEMS[1])
+    monkeypatch.setattr(executor, "SEEDS_AFTER", STEMS[1])
     monkeypatch.setattr(seeds, "run_all", lambda tier, s, force=False, extra_rows=False:
                         rec.calls.append((f"seeds {s}", {"force": force, "extra_rows": extra_rows}, {})))
     times = reproduce.run(TIER, seeds=[1, 2])

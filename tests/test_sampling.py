@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from ivt_lib.loop import HFPolicy, run_loop, vision_token_ids
-from ivt_lib.prompts import step0_messages
-from ivt_lib.sampling import SeededSampler, derive_seed, uniforms
+from ivt_lib.core.loop import HFPolicy, run_loop, vision_token_ids
+from ivt_lib.core.prompts import step0_messages
+from ivt_lib.core.sampling import SeededSampler, derive_seed, uniforms
 
 
 def test_derive_seed_is_stable_and_distinct():

@@ -1,4 +1,4 @@
-"""Tests for ivt_lib.scenes: the synthetic referring-expression scenes of the embedded tier.
+"""Tests for ivt_lib.corpora.scenes: the synthetic referring-expression scenes of the embedded tier.
 
 The referring expression must pick exactly one object. ``matches`` checks that by construction, so this file also
 re-resolves every expression with its own small resolver (built from ``scene.spec`` and the objects' attributes)
@@ -9,9 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from ivt_lib import scenes
-from ivt_lib.records import iter_split
-from ivt_lib.scenes import BACKGROUND, COLOURS, FAMILIES, FAMILY_CONFIGS, SHAPES, generate_scene
+from ivt_lib.corpora import scenes
+from ivt_lib.corpora.records import iter_split
+from ivt_lib.corpora.scenes import BACKGROUND, COLOURS, FAMILIES, FAMILY_CONFIGS, SHAPES, generate_scene
 
 N_SCENES = 300  # per family; generation is ~50 us a scene
 SIZE_WORDS = ("small", "large")
@@ -235,7 +235,7 @@ def test_palette_has_no_red_dominant_colour():
     is unsaturated. Yellow (hue ~52) and purple (hue ~273) pass; orange, pink or red would not."""
     import colorsys
 
-    from ivt_lib.render import OVERLAY_RGB
+    from ivt_lib.core.render import OVERLAY_RGB
 
     assert colorsys.rgb_to_hsv(*(v / 255 for v in OVERLAY_RGB))[0] == 0.0  # the overlay is pure red
     assert "red" not in COLOURS

@@ -1,8 +1,9 @@
 """Per-seed paired contrasts between configurations and the hard-case gain, on trajectories made here."""
 import pytest
 
-from ivt_lib import io, seed_stats
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.core import trajectory
+from ivt_lib.analysis import seed_stats
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 
 def _trajs(ious: list[list[float]]) -> list[Trajectory]:
@@ -23,8 +24,8 @@ def test_per_seed_contrasts_rows_trained_with_the_same_seed(tmp_path):
     sft = _trajs([[0.6, 0.3 if i % 2 else 0.7] for i in range(n)])     # half of the last steps wrong
     grpo = _trajs([[0.6, 0.7] for _ in range(n)])                      # every last step right
     for seed, folder in ((0, tmp_path / "trajectories"), (1, tmp_path / "seed_1" / "trajectories")):
-        io.save_trajectories(folder / "sft.jsonl", sft)
-        io.save_trajectories(folder / "grpo.jsonl", grpo if seed == 0 else sft)
+        trajectory.save_trajectories(folder / "sft.jsonl", sft)
+        trajectory.save_trajectories(folder / "grpo.jsonl", grpo if seed == 0 else sft)
     ps = seed_stats.per_seed(tmp_path, [1, 2])  # seed 2 has no folder: left out
     assert set(ps) == {0, 1}
     key = "SFT + GRPO + IVT vs SFT + IVT, last step"
@@ -38,8 +39,8 @@ def test_per_seed_contrasts_rows_trained_with_the_same_seed(tmp_path):
 
 
 def test_trajectories_of_different_lengths_are_refused(tmp_path):
-    io.save_trajectories(tmp_path / "trajectories" / "sft.jsonl", _trajs([[0.1, 0.2]] * 3))
-    io.save_trajectories(tmp_path / "trajectories" / "grpo.jsonl", _trajs([[0.1, 0.2]] * 2))
+    trajectory.save_trajectories(tmp_path / "trajectories" / "sft.jsonl", _trajs([[0.1, 0.2]] * 3))
+    trajectory.save_trajectories(tmp_path / "trajectories" / "grpo.jsonl", _trajs([[0.1, 0.2]] * 2))
     with pytest.raises(ValueError, match="seed 0: trajectories of different lengths"):
         seed_stats.per_seed(tmp_path, [])
 

@@ -4,7 +4,8 @@ import statistics
 
 import pytest
 
-from ivt_lib import seed_stats, seeds
+from ivt_lib.analysis import seed_stats
+from ivt_lib.reproduction import seeds
 
 
 def _result(step0: float, last: float, deg: float) -> dict:

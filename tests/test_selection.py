@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ivt_lib import selection as sel
-from ivt_lib.loop import StepRecord, Trajectory
+from ivt_lib.analysis import selection as sel
+from ivt_lib.core.loop import StepRecord, Trajectory
 
 GT = (10.0, 10.0, 50.0, 50.0)
 
@@ -13,7 +13,7 @@ def _box_with_iou_x(shift):
 
 
 def tr(boxes, lps=None, sid="s"):
-    from ivt_lib import boxes as bx
+    from ivt_lib.core import boxes as bx
 
     lps = lps or [-0.5] * len(boxes)
     steps = [StepRecord("", b, bx.iou(b, GT) if b else 0.0, b is not None, None, lp, min_logprob=lp - 1)

@@ -2,8 +2,8 @@
 weights), and trl's trainer gets this project's rewards with those weights."""
 import pytest
 
-from ivt_lib import single_step
-from ivt_lib.config import GRPOStageConfig
+from ivt_lib.training import single_step
+from ivt_lib.configs import GRPOStageConfig
 
 
 def test_from_stage_follows_the_multi_step_run():
@@ -40,9 +40,9 @@ def test_trainer_gets_the_configured_reward_weights(tiny_dir, tmp_path, test_sam
 
 def test_qwen25_rewards_get_the_resized_frame(test_samples):
     """A qwen25 answer is in the resized image's pixels: the dataset carries that frame and the reward uses it."""
-    from ivt_lib import boxes as bx
-    from ivt_lib.parsing import format_box
-    from ivt_lib.rewards import iou_reward
+    from ivt_lib.core import boxes as bx
+    from ivt_lib.core.parsing import format_box
+    from ivt_lib.core.rewards import iou_reward
 
     s = test_samples[0]
     frame = (2 * int(s["width"]) + 12, 2 * int(s["height"]) + 20)  # any resize the processor may have made
@@ -57,7 +57,7 @@ def test_trains_on_a_right_padded_base_with_unequal_prompts(tiny_dir, tmp_path, 
     """Regression: the shipped base saves a right-padding tokenizer; trl then padded mm_token_type_ids on the right
     and the prompt ids on the left, and Qwen3-VL's get_rope_index failed ("value tensor of shape [3, 81] cannot be
     broadcast ... [3, 79]") as soon as two prompts differed in length."""
-    from ivt_lib.models import load_model
+    from ivt_lib.core.models import load_model
 
     model, processor = load_model(str(tiny_dir), device="cpu")
     processor.tokenizer.padding_side = "right"
@@ -93,7 +93,7 @@ def test_a_finished_run_is_loaded_not_trained_further(tiny_dir, tmp_path, test_s
     assert again["steps"] == 2 and again["resumed_from"].endswith("checkpoint-2")
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["checkpoint-1", "checkpoint-2"]
     assert [h["step"] for h in first["log_history"]] == [1, 2] and again["log_history"] == first["log_history"]
-    from ivt_lib.models import load_model
+    from ivt_lib.core.models import load_model
 
     merged, _ = load_model(again["merged"], device="cpu")
     base, _ = load_model(str(tiny_dir), device="cpu")
@@ -103,8 +103,8 @@ def test_a_finished_run_is_loaded_not_trained_further(tiny_dir, tmp_path, test_s
 
 def test_base_training_collate_leaves_the_padding_side(tiny):
     """collate pads right for the loss but must not leave the processor right-padding (it is saved with the base)."""
-    from ivt_lib.prompts import step0_messages, with_answer
-    from ivt_lib.base_stream import collate
+    from ivt_lib.core.prompts import step0_messages, with_answer
+    from ivt_lib.embedded.base_stream import collate
     from PIL import Image
 
     _, processor = tiny

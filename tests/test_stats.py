@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from ivt_lib import stats
+from ivt_lib.core import stats
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial():
@@ -68,7 +68,7 @@ def test_wilson_interval():
 
 
 def test_quarter_trend_compares_the_first_and_last_quarter_means():
-    from ivt_lib.stats import quarter_trend
+    from ivt_lib.core.stats import quarter_trend
 
     t = quarter_trend([0.10, 0.12, 0.09, 0.08, 0.07, 0.05, 0.06, 0.04, 0.06])  # 9 points: 2 per quarter
     assert t["k"] == 2 and t["first_quarter"] == pytest.approx(0.11) and t["last_quarter"] == pytest.approx(0.05)

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ivt_lib import boxes as bx
-from ivt_lib import teacher as tch
-from ivt_lib.parsing import format_box, parse_box
+from ivt_lib.core import boxes as bx
+from ivt_lib.training import teacher as tch
+from ivt_lib.core.parsing import format_box, parse_box
 
 
 def _req(sample, prev, frac=0.5, step=1, T=2):

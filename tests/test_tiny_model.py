@@ -4,11 +4,11 @@ import json
 import torch
 
 import ivt_lib
-from ivt_lib import compat
-from ivt_lib.models import load_model
-from ivt_lib.parsing import format_box
-from ivt_lib.prompts import step0_messages, with_answer
-from ivt_lib.tiny_model import TinyConfig, build_processor, build_tokenizer
+from ivt_lib.core import compat
+from ivt_lib.core.models import load_model
+from ivt_lib.core.parsing import format_box
+from ivt_lib.core.prompts import step0_messages, with_answer
+from ivt_lib.embedded.tiny_model import TinyConfig, build_processor, build_tokenizer
 
 
 def test_torchvision_imports_and_shim_is_idempotent():
@@ -75,8 +75,8 @@ def test_save_merged_qlora_path_merges_into_a_fresh_full_precision_base(tiny_dir
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ivt_lib import models
-    from ivt_lib.sft import LLM_TARGETS
+    from ivt_lib.core import models
+    from ivt_lib.core.models import LLM_TARGETS
 
     base, proc = models.load_model(tiny_dir, "cpu")
     assert not models.is_quantized(base)
@@ -100,7 +100,7 @@ def test_adapter_checksum_handles_bf16(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from ivt_lib.models import adapter_checksum
+    from ivt_lib.core.models import adapter_checksum
 
     save_file({"a.lora_A.weight": torch.ones(2, 3, dtype=torch.bfloat16)}, str(tmp_path / "adapter_model.safetensors"))
     c = adapter_checksum(tmp_path)

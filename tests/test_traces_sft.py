@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from ivt_lib import boxes as bx
-from ivt_lib import sft, traces
-from ivt_lib.parsing import parse_box
-from ivt_lib.teacher import ScriptedTeacher
+from ivt_lib.core import boxes as bx
+from ivt_lib.training import sft, traces
+from ivt_lib.core.parsing import parse_box
+from ivt_lib.training.teacher import ScriptedTeacher
 
 
 def test_filter_and_linear_path(test_samples):
@@ -129,7 +129,7 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     out = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")
     assert out["resumed_from"].endswith("checkpoint-2") and out["steps"] == 4
     assert (tmp_path / "merged" / "config.json").exists() and (tmp_path / "adapter" / "adapter_config.json").exists()
-    from ivt_lib.models import adapter_checksum
+    from ivt_lib.core.models import adapter_checksum
 
     before = adapter_checksum(tmp_path / "adapter")
     again = sft.run_sft(str(tiny_dir), trace_ds, tmp_path, cfg, device="cpu")  # a finished run: loaded, not extended
@@ -141,7 +141,7 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="rows"):
         sft.run_sft(str(tiny_dir), trace_ds.select(range(len(trace_ds) - 1)), tmp_path, cfg, device="cpu")
     assert out["trainable_params"] < 0.1 * out["total_params"]
-    from ivt_lib.models import load_model
+    from ivt_lib.core.models import load_model
 
     m, _ = load_model(out["merged"], device="cpu")  # merged model loads like any model
     assert not any("lora" in n for n, _ in m.named_parameters())
@@ -150,7 +150,7 @@ def test_sft_resumes_after_kill(tiny_dir, trace_ds, tmp_path, monkeypatch):
 def test_run_manifest_hashes_every_row_and_resolves_the_model_path(trace_ds, monkeypatch):
     from datasets import Dataset
 
-    from ivt_lib.config import ROOT
+    from ivt_lib.configs import ROOT
 
     rows = [dict(trace_ds[i]) for i in range(len(trace_ds))]
     assert len(rows) > 7

@@ -4,9 +4,9 @@ import random
 import pytest
 import torch
 
-from ivt_lib import base_stream as bs
-from ivt_lib import train_base as tb
-from ivt_lib.parsing import parse_box
+from ivt_lib.embedded import base_stream as bs
+from ivt_lib.embedded import train_base as tb
+from ivt_lib.core.parsing import parse_box
 
 
 def _cfg(tmp_path, **kw):
@@ -205,7 +205,7 @@ def test_family_weights_and_contrast_axes_shape_the_stream(monkeypatch):
 
 
 def test_contrast_axes_pick_the_twins_attribute():
-    from ivt_lib.scenes import generate_scene
+    from ivt_lib.corpora.scenes import generate_scene
     rng = random.Random(1)
     for _ in range(40):
         s = generate_scene(rng, "contrast", contrast_axes=("colour",))
@@ -231,7 +231,7 @@ def test_warm_start_scores_the_start_then_trains_on(tmp_path):
 
 def test_caption_samples_name_the_one_object_and_draw_nothing(monkeypatch):
     """--caption-frac: object naming on a one-object scene (no box drawn or stated) answered with its colour and shape."""
-    from ivt_lib.prompts import CAPTION_TEXT
+    from ivt_lib.core.prompts import CAPTION_TEXT
 
     recs = []
     real = bs.scene_to_record

@@ -1,8 +1,8 @@
-"""Linear probes of the image tokens (ivt_lib.visual_probe)."""
+"""Linear probes of the image tokens (ivt_lib.analysis.visual_probe)."""
 import numpy as np
 import pytest
 
-from ivt_lib import visual_probe as vp
+from ivt_lib.analysis import visual_probe as vp
 
 
 def _features(signal: float, n: int = 300, seed: int = 0) -> dict:
@@ -37,7 +37,7 @@ def test_object_features_one_row_per_object_at_every_stage(tiny, test_samples):
     assert out["features"]["pixels"].shape == (n, 3)
     assert out["features"]["lm_token"].shape[1] == model.config.vision_config.out_hidden_size
     # the pixel stage of a single-object sample's cell is that object's colour mixed with the background only
-    from ivt_lib.scenes import BACKGROUND, COLOURS
+    from ivt_lib.corpora.scenes import BACKGROUND, COLOURS
     s = test_samples[0]
     assert len(s["objects"]) == 1  # the committed test split's first sample
     px = out["features"]["pixels"][0]

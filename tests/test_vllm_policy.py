@@ -9,12 +9,12 @@ import numpy as np
 import torch
 import pytest
 
-from ivt_lib import boxes as bx
-from ivt_lib.config import ROOT
-from ivt_lib.loop import Generation, run_loop
-from ivt_lib.parsing import format_box, parse_box
-from ivt_lib.prompts import refine_messages, step0_messages
-from ivt_lib.render import draw_box
+from ivt_lib.core import boxes as bx
+from ivt_lib.configs import ROOT
+from ivt_lib.core.loop import Generation, run_loop
+from ivt_lib.core.parsing import format_box, parse_box
+from ivt_lib.core.prompts import refine_messages, step0_messages
+from ivt_lib.core.render import draw_box
 
 STEP0_BOX = (100, 100, 400, 400)  # 0-1000 frame
 SHIFT = 100
@@ -91,13 +91,13 @@ def fake_vllm(monkeypatch):
 
 
 def test_import_does_not_import_vllm():
-    code = "import sys, ivt_lib.vllm_policy; assert 'vllm' not in sys.modules, 'vllm imported at module import'"
+    code = "import sys, ivt_lib.core.vllm_policy; assert 'vllm' not in sys.modules, 'vllm imported at module import'"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_missing_vllm_raises_clear_import_error(monkeypatch):
-    from ivt_lib.vllm_policy import VLLMPolicy
+    from ivt_lib.core.vllm_policy import VLLMPolicy
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError, installed or not
     with pytest.raises(ImportError, match="pip install vllm") as e:
@@ -106,7 +106,7 @@ def test_missing_vllm_raises_clear_import_error(monkeypatch):
 
 
 def test_generations_prompts_and_images(fake_vllm, tiny_dir, test_samples):
-    from ivt_lib.vllm_policy import VLLMPolicy
+    from ivt_lib.core.vllm_policy import VLLMPolicy
 
     pol = VLLMPolicy(str(tiny_dir), max_new_tokens=24, temperature=0.7, top_p=0.9, seed=5, gpu_memory_utilization=0.5)
     llm = FakeLLM.instances[-1]
@@ -138,7 +138,7 @@ def test_generations_prompts_and_images(fake_vllm, tiny_dir, test_samples):
 
 
 def test_mean_logprob_fallbacks():
-    from ivt_lib.vllm_policy import mean_logprob
+    from ivt_lib.core.vllm_policy import mean_logprob
 
     assert mean_logprob([5, 6], [{5: FakeLogprob(-1.0)}, {6: FakeLogprob(-3.0)}]) == -2.0
     assert mean_logprob([5, 6], None, cumulative_logprob=-5.0) == -2.5
@@ -147,7 +147,7 @@ def test_mean_logprob_fallbacks():
 
 
 def test_run_loop_end_to_end(fake_vllm, tiny, test_samples):
-    from ivt_lib.vllm_policy import VLLMPolicy
+    from ivt_lib.core.vllm_policy import VLLMPolicy
 
     _, proc = tiny
     pol = VLLMPolicy("some/model", processor=proc)  # a given processor: nothing loaded from "some/model"
@@ -217,7 +217,7 @@ class FakeEngineLLM:
 
 
 def test_grpo_rollouts_through_colocated_vllm_with_weight_sync(monkeypatch, tiny_dir, tiny, test_samples, tmp_path):
-    from ivt_lib import grpo
+    from ivt_lib.training import grpo
 
     import importlib.machinery
 
@@ -267,8 +267,8 @@ def test_vllm_named_weights_equal_peft_merge(tiny):
 
     from peft import LoraConfig, get_peft_model
 
-    from ivt_lib.sft import LLM_TARGETS
-    from ivt_lib.vllm_policy import vllm_named_weights
+    from ivt_lib.core.models import LLM_TARGETS
+    from ivt_lib.core.vllm_policy import vllm_named_weights
 
     torch.manual_seed(0)
     peft_model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(r=4, lora_alpha=8, target_modules=LLM_TARGETS))
@@ -288,9 +288,9 @@ def test_vllm_named_weights_equal_peft_merge(tiny):
 
 
 def test_load_policy_selects_the_backend(fake_vllm, tiny_dir):
-    from ivt_lib.loop import HFPolicy
-    from ivt_lib.models import load_policy
-    from ivt_lib.vllm_policy import VLLMPolicy
+    from ivt_lib.core.loop import HFPolicy
+    from ivt_lib.core.models import load_policy
+    from ivt_lib.core.vllm_policy import VLLMPolicy
 
     hf = load_policy(tiny_dir, "hf", device="cpu", max_new_tokens=7, batch_size=3)
     assert isinstance(hf, HFPolicy) and hf.max_new_tokens == 7 and hf.batch_size == 3

@@ -1,0 +1,156 @@
+"""Typed stage configs: the base classes and paths (one dataclass per notebook is in ``stages``, tier files in ``tiers``).
+
+Each ``__post_init__`` checks values, so bad parameters fail before any work starts with a message that names the
+parameter. Relative paths resolve against the project root, so a notebook works from papermill (cwd = root) and from
+JupyterLab (cwd = notebooks/) alike. Tiers live in ``params/<tier>.yaml`` (smoke, default, full = the default plus the one-seed ablations and ours' longer
+SFT, paper = one 80 GB GPU, paper_24gb = one 24 GB GPU): one section per notebook.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parents[2]
+TIERS = ("smoke", "default", "full", "paper", "paper_24gb")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+# Upstream folders a stage reads, derived from ``runs_dir`` when left empty, so a tier names its scratch folder once
+DERIVED_FROM_RUNS_DIR = {"traces_dir": "traces", "sft_model": "sft/student/merged", "trajectories_dir": "trajectories"}
+
+
+class ConfigError(ValueError):
+    """A parameter has an invalid value (the message names it)."""
+
+
+def resolve_path(p: str | Path) -> Path:
+    """Absolute path; relative paths are taken from the project root."""
+    p = Path(p)
+    return p if p.is_absolute() else ROOT / p
+
+
+def check(cond: bool, name: str, value: Any, why: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` and ``value`` unless ``cond`` holds."""
+    if not cond:
+        raise ConfigError(f"parameter {name}={value!r}: {why}")
+
+
+@dataclass
+class StageConfig:
+    """Fields every stage shares."""
+
+    tier: str = "default"
+    model: str = "data/base_model"
+    dataset: str = "data/scenes"
+    split: str = "test"
+    n_samples: int = 0
+    batch_size: int = 32
+    max_new_tokens: int = 32
+    device: str = "auto"
+    dtype: str = "float32"
+    coord_format: str = "qwen3"
+    seed: int = 0
+    results_dir: str = "results"
+    figures_dir: str = "figures"
+    runs_dir: str = "runs/default"
+    max_image_pixels: int = 0      # cap on each image's area (0 = as stored); bounds the image tokens
+    min_acc: float = 0.0           # assert-cell floor for Acc@0.5 (set per tier)
+    min_parse_rate: float = 0.0    # assert-cell floor for the parse rate (set per tier)
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        for name, sub in DERIVED_FROM_RUNS_DIR.items():
+            if getattr(self, name, None) == "":
+                setattr(self, name, f"{self.runs_dir.rstrip('/')}/{sub}")
+        check(0.0 <= self.min_acc <= 1.0, "min_acc", self.min_acc, "must be in [0, 1]")
+        check(0.0 <= self.min_parse_rate <= 1.0, "min_parse_rate", self.min_parse_rate, "must be in [0, 1]")
+        check(isinstance(self.max_image_pixels, int) and (self.max_image_pixels == 0 or self.max_image_pixels >= 1024),
+               "max_image_pixels", self.max_image_pixels, "must be 0 (no cap) or at least 1024 (one 32x32 token)")
+        check(self.tier in TIERS, "tier", self.tier, f"must be one of {TIERS}")
+        check(self.split in ("train", "validation", "test"), "split", self.split,
+               "must be train, validation or test")
+        check(isinstance(self.n_samples, int) and self.n_samples >= 0, "n_samples", self.n_samples,
+               "must be an int >= 0 (0 = the whole split)")
+        check(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size", self.batch_size,
+               "must be a positive int")
+        check(isinstance(self.max_new_tokens, int) and self.max_new_tokens > 0, "max_new_tokens",
+               self.max_new_tokens, "must be a positive int")
+        check(self.dtype in ("float32", "bfloat16", "float16", "auto"), "dtype", self.dtype,
+               "must be float32, bfloat16, float16 or auto")
+        check(self.coord_format in ("qwen3", "qwen25"), "coord_format", self.coord_format, "must be qwen3 or qwen25")
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+               self.device, "must be auto, cpu or cuda[:N]")
+        self._check_model("model", self.model)
+        check(resolve_path(self.dataset).exists(), "dataset", self.dataset,
+               f"no dataset at {resolve_path(self.dataset)} (build it with `python -m ivt_lib.corpora.splits`)")
+
+    def _check_types(self) -> None:
+        """Every field has its annotated type (a float field takes an int; a bool is not an int)."""
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want = kinds.get(str(f.type))
+            ok = want is None or (isinstance(v, want) and not (isinstance(v, bool) and bool not in want))
+            check(ok, f.name, v, f"must be of type {f.type}, got {type(v).__name__}")
+
+    @staticmethod
+    def _check_model(name: str, value: str) -> None:
+        local = resolve_path(value)
+        check((local / "config.json").exists() or (not local.exists() and bool(_HUB_ID.match(value))
+                                                    and not value.startswith(("data/", "runs/", "./"))),
+               name, value, "must be a saved model folder (with config.json) or a hub id like org/name")
+
+    @property
+    def max_pixels(self) -> int | None:
+        """``max_image_pixels`` as ``load_split``'s argument (None = no cap)."""
+        return self.max_image_pixels or None
+
+    @property
+    def limit(self) -> int | None:
+        """``n_samples`` as a slice limit (None = all)."""
+        return self.n_samples or None
+
+    def path(self, attr: str) -> Path:
+        """A path-valued field resolved against the project root."""
+        return resolve_path(getattr(self, attr))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]):
+        """Build from a mapping (e.g. a notebook's ``globals()``), keeping only this config's fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class GenerationStageConfig(StageConfig):
+    """A stage that generates with the model: which backend does it (vLLM is optional and GPU-only)."""
+
+    generation_backend: str = "hf"   # hf (transformers generate) | vllm (pip install vllm; GPU)
+    vllm_gpu_memory: float = 0.3     # vLLM gpu_memory_utilization per engine (a notebook may hold several)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.generation_backend in ("hf", "vllm"), "generation_backend", self.generation_backend,
+               "must be hf or vllm")
+        check(0.05 <= self.vllm_gpu_memory <= 0.95, "vllm_gpu_memory", self.vllm_gpu_memory,
+               "must be in [0.05, 0.95] (a fraction of the GPU's memory)")
+        check(self.generation_backend != "vllm" or self.device != "cpu", "generation_backend",
+               self.generation_backend, "vllm needs a GPU: use hf with device=cpu")
+
+    def policy_kwargs(self) -> dict:
+        """Arguments for :func:`ivt_lib.core.models.load_policy` from this config."""
+        return {"backend": self.generation_backend, "device": self.device, "dtype": self.dtype,
+                "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+                "vllm_gpu_memory": self.vllm_gpu_memory}
+
+
+def model_source(value: str) -> str:
+    """A model parameter as ``from_pretrained`` wants it: a resolved local folder, or the hub id unchanged."""
+    local = resolve_path(value)
+    return str(local) if local.exists() else value
