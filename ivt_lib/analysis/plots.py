@@ -45,12 +45,15 @@ def per_step_curves(runs: Mapping[str, Sequence[dict]], title: str = "IoU and ac
     return fig
 
 
-def stability_bars(stab: Mapping[str, Mapping[str, float]], title: str = "Last step vs step 0"):
+def stability_bars(stab: Mapping[str, Mapping[str, float]], title: str = "Last step vs step 0",
+                   paper: Mapping[str, Mapping[str, float]] | None = None):
     """Improve / stay / degrade shares per configuration, with 95 % Wilson error bars on improve and degrade when
-    the sample count ``n`` is known."""
+    the sample count ``n`` is known, and the paper's degrade share (``paper[name]["degrade"]``) as a black tick."""
+    import textwrap
+
     from ..core.stats import proportion_ci
 
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stab), 3.2))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stab), 3.6))
     names = list(stab)
     bottom = [0.0] * len(names)
     for key, colour in (("improve", "#2a9d4b"), ("stay", "#9a9a9a"), ("degrade", "#d1495b")):
@@ -64,8 +67,14 @@ def stability_bars(stab: Mapping[str, Mapping[str, float]], title: str = "Last s
                     ax.errorbar([i], [top], yerr=[[vals[i] - 100 * lo], [100 * hi - vals[i]]], color="k", capsize=3,
                                 lw=1)
         bottom = [b + v for b, v in zip(bottom, vals)]
+    for i, n in enumerate(names):
+        if paper and n in paper and "degrade" in paper[n]:  # degrade is the top segment: it starts at 100 - share
+            ax.plot([i - 0.45, i + 0.45], [100 - 100 * paper[n]["degrade"]] * 2, color="k", lw=2.5,
+                    label="paper's degrade share (starts here)" if i == min(j for j, m in enumerate(names)
+                                                                           if m in paper) else None)
+    ax.set_xticks(range(len(names)), [textwrap.fill(n, 16) for n in names], fontsize=8)
     ax.set(ylabel="% of samples", ylim=(0, 100), title=title)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 

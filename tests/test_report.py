@@ -1,12 +1,59 @@
-"""The README's generated results section is in sync with results/, and its two commands are what CI runs."""
-from ivt_lib.reproduction import readme
+"""The generated report (results/README.md), the README's headline block, the findings page and the forest plot are
+in sync with results/; the README is one screen plus links; its two commands are what CI runs."""
+import re
+
 from ivt_lib.configs import ROOT
+from ivt_lib.reproduction import findings
+from ivt_lib.reproduction import report as readme
+
+FIX = "run `python -m ivt_lib.reproduction.report` after a default-tier run"
 
 
-def test_results_section_in_sync():
+def test_report_in_sync():
+    assert (ROOT / "results" / "README.md").read_text() == readme.render(ROOT / "results"), FIX
+
+
+def test_readme_headline_and_findings_in_sync():
     text = (ROOT / "README.md").read_text()
-    a, b = text.index(readme.START), text.index(readme.END) + len(readme.END)
-    assert text[a:b] == readme.render(ROOT / "results"), "run `python -m ivt_lib.reproduction.readme` after a default-tier run"
+    assert text == findings.with_headline(text, ROOT / "results"), FIX
+    assert (ROOT / "docs" / "findings.md").read_text() == findings.render(ROOT / "results"), FIX
+
+
+def test_forest_plot_is_drawn_from_the_committed_results(tmp_path):
+    import json
+    import shutil
+
+    from ivt_lib.analysis import forest
+
+    ev = json.loads((ROOT / "results" / "evaluation.json").read_text())
+    shutil.copy(ROOT / "figures" / "forest_acc05.png", tmp_path / "f.png")
+    assert forest.save(ev, tmp_path / "f.png") == [], FIX  # redrawing changes no byte
+
+
+def test_readme_is_one_screen_plus_links_for_a_reader():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert not re.search(r"\bissue \d+|#\d{2,}\b|\b[0-9a-f]{7,40}\b", text), "no issue numbers or commit hashes"
+    for link in re.findall(r"\]\(([^)#]+)\)", text):  # every relative link resolves
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), link
+    head = text.split("## Explore")[0]  # the first screen: the findings, with each number from the results
+    assert "Naive iteration collapses" in head and "label-free" in head and "GRPO" in head
+
+
+def test_findings_numbers_come_from_the_results(tmp_path):
+    """Change one number in a results file: the findings page changes with it."""
+    import json
+    import shutil
+
+    for f in ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds"):
+        shutil.copy(ROOT / "results" / f"{f}.json", tmp_path / f"{f}.json")
+    before = findings.render(tmp_path)
+    n = json.loads((tmp_path / "naive_iteration.json").read_text())
+    n["last"]["acc@0.5"] = 0.123
+    (tmp_path / "naive_iteration.json").write_text(json.dumps(n))
+    after = findings.render(tmp_path)
+    assert "→ 12.3 at T=2" in after and "→ 12.3 at T=2" not in before
 
 
 def test_readme_commands_are_what_ci_runs():
@@ -41,7 +88,7 @@ def test_deployable_table_leads_and_carries_cis(tmp_path):
     m = {"acc@0.5": 0.5, "acc@0.7": 0.25, "acc@0.9": 0.0, "mean_iou": 0.4, "parse_rate": 1.0, "n": 4}
     (tmp_path / "base_model.json").write_text(json.dumps({"overall": m, "by_family": {}}))
     out = readme.render(tmp_path)
-    assert out.index("Deployable vs oracle") < out.index("Base grounders")
+    assert out.index("Base grounders") < out.index("Deployable vs oracle")  # one section per notebook, in order
     assert "| +2.0 [-1.0, +5.0] | 12/2 | 0.013 | +0.010 [-0.004, +0.020] |" in out
     assert "**Verdict (generated from the numbers):** No label-free rule" in out
 
@@ -150,10 +197,10 @@ def test_full_tier_rows_render_under_their_own_heading(tmp_path):
     (full / "sft.provenance.json").write_text(json.dumps(
         {"wall_s": 90.0, "cpus": 2, "machine": "x", "packages": {"torch": "t"}, "load_avg_1_15": None}))
     out = readme.render(tmp_path / "results")
-    assert "### Full tier (`make reproduce TIER=full`, `results/full/`)" in out
+    assert "## Full tier (`make reproduce TIER=full`, `results/full/`)" in out
     assert "ours' SFT for its epochs (858 steps) instead of the paper recipe's step count (352)" in out
-    assert "#### Full tier: Phase 1 (SFT) recipes" in out and "\n### Phase 1 (SFT) recipes" in out
-    assert "#### Full tier: Run time per notebook" in out and "| 03_sft | 90 s |" in out
+    assert "### Full tier: Phase 1 (SFT) recipes" in out and "\n### Phase 1 (SFT) recipes" in out
+    assert "### Full tier: Run time per notebook" in out and "| 03_sft | 90 s |" in out
     assert "grpo_sweep`)" not in out  # no sweep anywhere: no sweep section
     (full / "grpo_sweep.json").write_text(json.dumps({"T": 2, "n_val": 5, "starts": {}, "arms": {}}))
     assert "grpo_sweep`), **full tier**" in readme.render(tmp_path / "results")

@@ -1,4 +1,4 @@
-"""Markdown table builders for the report (used by :mod:`ivt_lib.reproduction.readme`): formatting helpers and one builder
+"""Markdown table builders for the report (used by :mod:`ivt_lib.reproduction.report`): formatting helpers and one builder
 per kind of table; the seeds, GRPO-curve and sweep tables live with the modules that own those results."""
 from __future__ import annotations
 
@@ -154,3 +154,48 @@ def phase1(sft: dict) -> list[str]:
                 f"{ci(*vs['ci_acc@0.5'])}, {vs['mcnemar']['gained']}/{vs['mcnemar']['lost']} flips, "
                 f"p = {vs['mcnemar']['p']:.3g}. One training seed each."]
     return out + [""]
+
+
+def teacher(tr: dict | None) -> list[str]:
+    """Notebook 02's section: how many of the base's own train-split answers became traces, per recipe."""
+    if not tr:
+        return []
+    lo, hi = tr["iou_filter"]
+    out = ["## 02 Teacher traces", "",
+           f"Teacher: `{tr['teacher']}`" + (" (**scripted**: it knows the ground truth; the paper's is a VLM)"
+                                            if tr.get("scripted_teacher_uses_ground_truth") else "")
+           + f"; step-0 IoU filter [{lo}, {hi}] on the {tr['split']} split, T={tr['T']}.", "",
+           "| recipe | samples | kept (in filter) | keep trajectories | object-first | traces |", "|---|---|---|---|---|---|"]
+    for key, label in (("own_errors", "paper: the base's own errors"), ("jittered_gt_ablation", "ablation: jittered GT"),
+                       ("ours_recipe", "ours (extra row): + keep, object-first")):
+        r = tr.get(key)
+        if r:
+            out.append(f"| {label} | {r['n_samples']} | {r['n_kept_samples']} | {r['n_keep_samples']} | "
+                       f"{r['n_object_first']} | {r['n_traces']} |")
+    return out + [""]
+
+
+def stability(ev: dict) -> list[str]:
+    """Improve / degrade / stay of every iterative configuration, the confidence correlation and ours vs the paper."""
+    out = ["### Stability of every iterative configuration", "",
+           "| configuration | T | degradation | improve % | degrade % | stay % |", "|---|---|---|---|---|---|"]
+    for r in ev["table"]:
+        if "degradation" in r and r["selection"].startswith("last step (T="):
+            T = r["selection"][len("last step (T="):].rstrip(")")
+            out.append(f"| {r['configuration']} | {T} | {r['degradation']:.3f} | {pct(r['improve'])} | "
+                       f"{pct(r['degrade'])} | {pct(r['stay'])} |")
+    out.append("")
+    conf = ev.get("confidence_correlation", {})
+    if conf:
+        out += ["Confidence (mean token log-prob) vs correctness, Pearson r (paper: ≈ 0.22): " + "; ".join(
+            f"{k} {v['r_correct']:.2f}" for k, v in conf.items() if v.get("n", 0) >= 3), ""]
+    if ev.get("versus_paper"):
+        out += ["Ours beside the paper's (**different models and data**: compare the shape, not the values):", "",
+                "| configuration | ours Acc@0.5 | paper Acc@0.5 | ours mean IoU | paper mean IoU |",
+                "|---|---|---|---|---|"]
+        for r in ev["versus_paper"]:
+            pm = r["paper mean_iou"]
+            out.append(f"| {r['configuration']} | {pct(r['ours acc@0.5'])} | {pct(r['paper acc@0.5'])} | "
+                       f"{r['ours mean_iou']:.3f} | {'–' if pm is None else f'{pm:.3f}'} |")
+        out.append("")
+    return out
