@@ -161,3 +161,24 @@ def test_executed_notebooks_read_cleanly(smoke_chain):
                 assert "0%|" not in text and "it/s]" not in text, (nb.stem, i, text[:120])
                 assert "PosixPath(" not in text, (nb.stem, i, text[:120])
                 assert "NaN" not in text, (nb.stem, i, text[:300])  # a missing number says why, not NaN
+
+
+def test_executed_notebooks_show_no_machine_paths_warnings_or_raw_tables(smoke_chain):
+    """An executed notebook reads like the paper: no absolute paths of the machine that ran it, no library warnings
+    or red INFO blocks on stderr, trl's log dicts never printed, tables as percentages (no 0.728713)."""
+    import re
+
+    from ivt_lib.configs import ROOT as root_dir
+
+    root, _ = smoke_chain
+    for nb in NBS:
+        out = nbformat.read(root / nb.name, as_version=4)
+        for i, c in enumerate(out.cells):
+            for o in c.get("outputs", []) if c.cell_type == "code" else []:
+                text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                where = (nb.stem, i, text[:160])
+                assert str(root_dir) not in text, where  # (the smoke chain's own tmp folder is a test artefact)
+                assert "Warning" not in text and "{'loss'" not in text, where
+                assert not (o.get("name") == "stderr" and "INFO" in text), where
+                if o.get("output_type") == "execute_result" and "text/html" in o.get("data", {}):
+                    assert not re.search(r"\b0\.\d{5,}\b", text), where
