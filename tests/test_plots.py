@@ -138,20 +138,6 @@ def test_grpo_validation_plots_val0_and_every_logged_point():
     assert len(fig.axes[3].get_lines()) == 4  # reward and KL per run
 
 
-def test_accuracy_vs_compute_places_each_rule_at_its_true_passes():
-    rows = [{"configuration": "base", "rule": "step 0", "passes": 1.0, "acc@0.5": 0.7},
-            {"configuration": "base", "rule": "ORACLE best step (uses GT)", "passes": 3.0, "acc@0.5": 0.8},
-            {"configuration": "sft", "rule": "self-consistency (label-free)", "passes": 3.0, "acc@0.5": 0.72}]
-    fig = plots.accuracy_vs_compute(rows, n=100)
-    ax = fig.axes[0]
-    pts = [(tuple(c.get_children()[0].get_xdata()), tuple(c.get_children()[0].get_ydata())) for c in ax.containers]
-    assert pts == [((1.0,), (70.0,)), ((3.0,), (80.0,)), ((3.0,), (72.0,))]
-    assert ax.get_ylim() == (0, 100), "full scale, so a few samples never look like a collapse"
-    assert "true compute" in ax.get_xlabel()
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[:2] == ["base", "sft"] and "self-consistency" in labels and "ORACLE best" in labels
-
-
 def test_paper_bars():
     rows = [{"configuration": "base, single shot", "ours acc@0.5": 0.5, "paper acc@0.5": 0.796},
             {"configuration": "SFT + GRPO + IVT", "ours acc@0.5": 0.6, "paper acc@0.5": 0.806},
@@ -179,3 +165,21 @@ def test_loop_illustration(test_samples):
     # what the model saw: the raw image at step 0, the previous box drawn (in red) afterwards
     a0, a1 = fig.axes[0].images[0].get_array(), fig.axes[1].images[0].get_array()
     assert (a0 != a1).any()
+
+
+def test_per_step_seeds_shows_mean_and_spread_over_seeds():
+    ps = lambda a: [{"acc@0.5": a, "mean_iou": a / 2}, {"acc@0.5": a - 0.1, "mean_iou": a / 2 - 0.05}]  # noqa: E731
+    fig = plots.per_step_seeds({"SFT + IVT": {0: ps(0.7), 1: ps(0.72), 2: ps(0.68)}})
+    ax = fig.axes[0]
+    assert "3 seeds" in ax.get_legend_handles_labels()[1][0] or "3 seeds" in fig.axes[1].get_legend_handles_labels()[1][0]
+    ys = [line.get_ydata() for line in ax.lines if len(line.get_ydata()) == 2]
+    assert any(abs(y[0] - 70.0) < 1e-9 for y in ys)  # the mean curve
+    from ivt_lib.analysis import forest
+    assert forest.text_problems(fig) == []
+
+
+def test_grpo_validation_carries_a_wilson_band_when_n_is_logged():
+    val = {"last_acc@0.5": 0.6, "degradation": 0.1, "stay": 0.3, "n": 150}
+    logs = [{"iteration": 10, "val": {**val, "last_acc@0.5": 0.62}, "reward_mean": 0.5, "kl": 0.01}]
+    fig = plots.grpo_validation({"run": (val, logs)})
+    assert fig.axes[0].collections, "no interval drawn"

@@ -152,11 +152,18 @@ def grpo_curves(logs: Sequence[dict]):
 
 def grpo_validation(runs: Mapping[str, tuple[dict, Sequence[dict]]]):
     """GRPO validation curves, one line per run (``runs[name] = (val0, training logs)``): greedy last-step Acc@0.5,
-    per-step degradation and stay share on the fixed validation subset, beside the training reward and KL."""
+    per-step degradation and stay share on the fixed validation subset, beside the training reward and KL; the
+    accuracy carries its 95 % Wilson band when the subset's size ``n`` is logged."""
+    from ..core.stats import proportion_ci
+
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     for name, (val0, logs) in runs.items():
         pts = ([(0, val0)] if val0 else []) + [(e["iteration"], e["val"]) for e in logs if "val" in e]
         line = axes[0].plot([i for i, _ in pts], [100 * v["last_acc@0.5"] for _, v in pts], marker="o", label=name)[0]
+        if pts and all(v.get("n") for _, v in pts):  # 95 % Wilson band: how much of the curve is noise
+            ci = [proportion_ci(round(v["last_acc@0.5"] * v["n"]), v["n"]) for _, v in pts]
+            axes[0].fill_between([i for i, _ in pts], [100 * lo for lo, _ in ci], [100 * hi for _, hi in ci],
+                                 color=line.get_color(), alpha=0.15)
         axes[1].plot([i for i, _ in pts], [v["degradation"] for _, v in pts], marker="o", color=line.get_color())
         axes[2].plot([i for i, _ in pts], [100 * v["stay"] for _, v in pts], marker="o", color=line.get_color())
         it = [e["iteration"] for e in logs]
@@ -168,37 +175,6 @@ def grpo_validation(runs: Mapping[str, tuple[dict, Sequence[dict]]]):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[3].legend(fontsize=6)
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_vs_compute(rows: Sequence[dict], n: int):
-    """Acc@0.5 (with 95 % Wilson error bars over ``n`` samples) against the forward passes each answer really costs:
-    one colour per configuration, one marker per way of choosing the answer; ORACLE rules hollow."""
-    from ..core.stats import proportion_ci
-
-    kinds = [("step 0", "o"), ("last step", "D"), ("ORACLE best", "*"), ("best-of", "P"), ("self-consistency", "X"),
-             ("stop-when-still", "s"), ("confidence", "^"), ("move gate", "v"), ("verifier", "h")]
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    names = list(dict.fromkeys(r["configuration"] for r in rows))
-    for r in rows:
-        colour = f"C{names.index(r['configuration']) % 10}"
-        marker = next((m for k, m in kinds if r["rule"].startswith(k)), "x")
-        lo, hi = proportion_ci(round(r["acc@0.5"] * n), n)
-        y = 100 * r["acc@0.5"]
-        ax.errorbar([r["passes"]], [y], yerr=[[y - 100 * lo], [100 * hi - y]], fmt=marker, color=colour, ms=7,
-                    mfc="none" if "ORACLE" in r["rule"] else colour, capsize=2, alpha=0.85)
-    for i, name in enumerate(names):
-        ax.plot([], [], "o", color=f"C{i % 10}", label=name)
-    for k, m in kinds:
-        ax.plot([], [], m, color="k", mfc="none" if k.startswith(("ORACLE", "best-of")) else "k", label=k)
-    ref = next((r for r in rows if r["rule"] == "step 0"), None)
-    if ref is not None:
-        ax.axhline(100 * ref["acc@0.5"], color="grey", ls=":", lw=1)
-    ax.set(xlabel="forward passes per sample (true compute)", ylabel="Acc@0.5 (%)", ylim=(0, 100),
-           title="Accuracy vs compute (hollow: ORACLE, uses the ground truth)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -235,5 +211,30 @@ def loop_illustration(sample: dict, traj: Trajectory):
         head = "step 0: ground" if t == 0 else f"step {t}: refine"
         ax.set_title(f"{head} (IoU {st.iou:.2f})\n" + "\n".join(textwrap.wrap(st.text, 40)[:4]), fontsize=6.5)
     fig.suptitle(f'"{sample["expression"]}" (green: ground truth; red: the box fed back)', fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_step_seeds(by_seed: Mapping[str, Mapping[int, Sequence[dict]]]):
+    """Acc@0.5 and mean IoU per refinement step, mean ± sd over training seeds (``by_seed[row][seed] = per_step``),
+    each seed's own curve faint behind it."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, seeds in by_seed.items():
+        curves = list(seeds.values())
+        steps = list(range(min(len(c) for c in curves)))
+        for ax, key, scale in ((axes[0], "acc@0.5", 100), (axes[1], "mean_iou", 1)):
+            vals = np.array([[scale * c[t][key] for t in steps] for c in curves])
+            line = ax.errorbar(steps, vals.mean(0), yerr=vals.std(0, ddof=1) if len(curves) > 1 else None,
+                               marker="o", capsize=4, label=f"{name} ({len(curves)} seeds)")
+            for v in vals:
+                ax.plot(steps, v, color=line[0].get_color(), alpha=0.2, lw=0.8)
+    axes[0].set(xlabel="step (0 = grounding)", ylabel="Acc@0.5 (%), mean ± sd over seeds")
+    axes[1].set(xlabel="step (0 = grounding)", ylabel="mean IoU, mean ± sd over seeds")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xticks(steps)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig

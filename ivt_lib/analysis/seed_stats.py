@@ -20,6 +20,7 @@ import statistics
 from pathlib import Path
 
 from ..core import stats
+from ..core.metrics import per_step
 from .evaluation import hard_cases
 from ..core.trajectory import load_trajectories
 
@@ -64,6 +65,17 @@ def per_seed(runs: Path, seeds: list[int]) -> dict[int, dict]:
         out[s] = {"hard_cases": {row: hard_gain(t, s) for row, t in trajs.items()},
                   "contrasts": {f"{b} vs {a}, last step": stats.compare(_last(trajs[a]), _last(trajs[b]), s)
                                 for b, a in CONTRASTS if a in trajs and b in trajs}}
+    return out
+
+
+def per_step_by_seed(runs: Path, seeds: list[int]) -> dict[str, dict[int, list[dict]]]:
+    """``{row: {seed: per-step metrics}}`` for every row whose trajectories are on disk (seed 0 and ``seeds``)."""
+    out: dict[str, dict[int, list[dict]]] = {}
+    for s in [0, *seeds]:
+        folder = trajectories_dir(runs, s)
+        for row, f in TRAJECTORIES.items():
+            if (folder / f).exists():
+                out.setdefault(row, {})[s] = per_step(load_trajectories(folder / f))
     return out
 
 

@@ -32,10 +32,10 @@ CLAIMS = [
      "sft_per_step.png, sft_stability.png, sft_trajectories.png", "sft.json", "sft"),
     ("GRPO cuts per-step degradation 5x (paper: 0.140 -> 0.029)", "04_grpo",
      "grpo_training.png, grpo_per_step.png, grpo_stability.png", "grpo.json", "grpo"),
-    ("The gain may need oracle step selection (v2)", "05_evaluation", "accuracy_vs_compute.png",
+    ("The gain may need oracle step selection (v2)", "05_evaluation", "forest_acc05.png",
      "evaluation.json", "oracle"),
     ("Every configuration side by side, and vs the paper", "05_evaluation",
-     "per_step_all.png, stability_all.png, ours_vs_paper.png, loop_illustration.png, trajectory_grid.png",
+     "per_step_all.png, per_step_seeds.png, stability_all.png, ours_vs_paper.png, loop_illustration.png, trajectory_grid.png",
      "evaluation.json", "measured"),
     ("Step through any sample", "06_explore", "explorer_view.png, explorer_jupyterlab.png", "-", "measured"),
 ]
