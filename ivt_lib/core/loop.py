@@ -20,6 +20,7 @@ from . import progress
 from .parsing import answer_box
 from .prompts import PROMPT_FORMATS, step0_messages, step_messages
 from .render import draw_box, overlay_style
+from .sample_check import check_samples
 from .sampling import SeededSampler, derive_seed
 from .trajectory import StepRecord, Trajectory, load_trajectories, save_trajectories  # noqa: F401 (re-exported)
 
@@ -67,6 +68,20 @@ class HFPolicy:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.temperature, self.top_p, self.show_progress = temperature, top_p, show_progress
         self.suppress = vision_token_ids(processor)  # never generated (greedy or sampled)
+        text_cfg = getattr(getattr(model, "config", None), "text_config", None) or getattr(model, "config", None)
+        self.max_positions = getattr(text_cfg, "max_position_embeddings", None)
+
+    def check_length(self, enc: dict, first: int) -> None:
+        """Refuse prompts that, with ``max_new_tokens``, pass the model's positions (its answer would be garbage)."""
+        if not isinstance(self.max_positions, int) or "attention_mask" not in enc:
+            return
+        lengths = enc["attention_mask"].sum(1).tolist()
+        over = [(first + i, n) for i, n in enumerate(lengths) if n + self.max_new_tokens > self.max_positions]
+        if over:
+            i, n = over[0]
+            raise ValueError(f"prompt #{i} is {n} tokens: with max_new_tokens={self.max_new_tokens} it passes the "
+                             f"model's {self.max_positions} positions ({len(over)} such prompt(s) in this batch); "
+                             f"shorten its expression")
 
     def encode(self, messages: list[list[dict]], images: list[Image.Image], add_generation_prompt: bool = True,
                padding_side: str = "left") -> dict:
@@ -92,6 +107,7 @@ class HFPolicy:
         starts = range(0, len(messages), self.batch_size)
         for s in tqdm(starts, desc="generate", leave=False, disable=not (self.show_progress and progress.enabled())):
             enc = self.encode(messages[s:s + self.batch_size], images[s:s + self.batch_size])
+            self.check_length(enc, s)
             sample = self.temperature > 0
             if seeds is not None:
                 from transformers import LogitsProcessorList  # here, so metrics/evaluation/explorer stay light
@@ -140,6 +156,10 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
              prompt_format: str = "refine") -> list[Trajectory]:
     """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
 
+    Every sample is checked before anything is generated (:mod:`ivt_lib.core.sample_check`): one with a missing,
+    undecodable or extremely narrow image, a ground-truth box outside its image, or an empty or over-long expression
+    stops the call with an :class:`~ivt_lib.core.sample_check.InvalidSamplesError` that names each such sample.
+
     Args:
         samples: records with ``image``, ``expression``, ``bbox`` (pixel xyxy), ``id``, ``family``.
         stop_when_still: label-free stopping: a sample whose box moved by less than this IoU distance
@@ -168,9 +188,9 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             return policy.generate(msgs, imgs)
         return policy.generate(msgs, imgs, seeds=[derive_seed(sample_seeds[i], t) for i in idx])
 
+    images = check_samples(samples)  # RGB copies; names every bad sample before any batch runs
     trajs = [Trajectory(str(s["id"]), str(s.get("family", "")), tuple(s["bbox"]), s["image"].width,
                         s["image"].height) for s in samples]
-    images = [s["image"].convert("RGB") for s in samples]
     # qwen25 answers in pixels of the image *as the policy's processor resized it*
     frames = bx.model_frames(getattr(policy, "processor", None), [(tr.width, tr.height) for tr in trajs], coord_format)
     if start_boxes is None:
