@@ -45,9 +45,10 @@ seeds: setup
 lab: setup
 	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.
 
-# The browser test, keeping its final screenshot as the README's figure (needs Debian's chromium)
+# The browser test on the default tier's executed notebooks and models (after `make reproduce`), keeping its final
+# screenshot as the README's figure (needs Debian's chromium)
 screenshot: setup
-	IVT_BROWSER_SCREENSHOT=figures/explorer_jupyterlab.png $(PY) -m pytest -q -s tests/test_browser.py
+	IVT_BROWSER_TIER=default IVT_BROWSER_SCREENSHOT=figures/explorer_jupyterlab.png $(PY) -m pytest -q -s tests/test_browser.py
 
 bench: setup
 	$(PY) benchmarks/loop_throughput.py
@@ -65,4 +66,4 @@ base-model: setup
 	$(PY) -m ivt_lib.embedded.train_base --init-from runs/base_stage1 --out-dir data/base_model --ckpt-dir runs/base_stage2_ckpt $(BINDING_STAGE)
 
 clean-runs:
-	rm -rf runs notebooks/executed
+	rm -rf runs && find notebooks/executed -mindepth 1 -maxdepth 1 ! -name default -exec rm -rf {} +  # the default tier's executed notebooks are committed

@@ -145,13 +145,22 @@ def changed(page, before: tuple, scope: str, what: str, image_too: bool = True) 
     return now
 
 
-def test_explorer_in_jupyterlab(smoke_chain, tmp_path):
-    """Run notebook 06 (smoke tier) in JupyterLab and click through the explorer and live mode."""
+def test_explorer_in_jupyterlab(request, tmp_path):
+    """Run notebook 06 (smoke tier; ``IVT_BROWSER_TIER=default`` after a reproduction: the default tier's executed
+    notebooks and models) in JupyterLab and click through the explorer and live mode."""
     exe = chromium()
     from playwright.sync_api import sync_playwright
 
-    root, errors = smoke_chain
-    assert "06_explore" not in errors, f"notebook 06 failed under papermill: {errors.get('06_explore')}"
+    tier = os.environ.get("IVT_BROWSER_TIER", "smoke")
+    if tier == "smoke":
+        root, errors = request.getfixturevalue("smoke_chain")
+        assert "06_explore" not in errors, f"notebook 06 failed under papermill: {errors.get('06_explore')}"
+    else:
+        from ivt_lib.configs import ROOT
+
+        root = ROOT / "notebooks" / "executed" / tier
+        if not (root / "06_explore.ipynb").exists():
+            pytest.fail(f"no executed {tier}-tier notebooks in {root}: run `make reproduce TIER={tier}` first")
     t0 = time.time()
     shot = Path(os.environ.get("IVT_BROWSER_SCREENSHOT") or tmp_path / "explorer_jupyterlab.png")
     # Serve copies: JupyterLab autosaves what it runs, and the smoke run's own executed notebooks are checked by
@@ -234,5 +243,5 @@ def test_explorer_in_jupyterlab(smoke_chain, tmp_path):
     atomic_write_bytes(shot, png)
     if os.environ.get("IVT_BROWSER_SCREENSHOT"):  # the README's figure: say where it came from
         atomic_write_json(shot.with_suffix(".provenance.json"), relative_paths(provenance(
-            {"source": "tests/test_browser.py", "tier": "smoke", "notebook": "06_explore"}, wall)))
+            {"source": "tests/test_browser.py", "tier": tier, "notebook": "06_explore"}, wall)))
     print(f"browser test: {wall:.0f} s; screenshot {shot}")
