@@ -66,4 +66,4 @@ base-model: setup
 	$(PY) -m ivt_lib.embedded.train_base --init-from runs/base_stage1 --out-dir data/base_model --ckpt-dir runs/base_stage2_ckpt $(BINDING_STAGE)
 
 clean-runs:
-	rm -rf runs && find notebooks/executed -mindepth 1 -maxdepth 1 ! -name default -exec rm -rf {} +  # the default tier's executed notebooks are committed
+	rm -rf runs; [ ! -d notebooks/executed ] || find notebooks/executed -mindepth 1 -maxdepth 1 ! -name default -exec rm -rf {} +  # the default tier's executed notebooks are committed
