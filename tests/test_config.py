@@ -1,4 +1,5 @@
 """Tests for ivt_lib.configs: typed, validated notebook configs and the params/<tier>.yaml tiers."""
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def test_model_folder_with_config_json_is_accepted(tmp_path):
 @pytest.mark.parametrize("kwargs", [
     {"split": "train"}, {"split": "validation"}, {"dtype": "bfloat16"}, {"dtype": "auto"}, {"device": "cpu"},
     {"device": "cuda"}, {"device": "cuda:1"}, {"coord_format": "qwen25"}, {"min_acc": 1.0}, {"n_samples": 5},
-    {"tier": "smoke"}, {"tier": "paper"}, {"tier": "paper_24gb"},
+    *({"tier": t, **configs.TIER_FOLDERS[t]} for t in ("smoke", "paper", "paper_24gb")),
 ])
 def test_valid_values_are_accepted(kwargs):
     cfg = StageConfig(**kwargs)
@@ -161,7 +162,7 @@ def test_hub_id_is_accepted_as_model():
 
 def test_from_params_ignores_unknown_keys_like_notebook_globals():
     notebook_globals = {"__name__": "__main__", "np": object(), "cfg": None, "In": [], "tier": "smoke",
-                        "n_samples": 12, "T": 3, "T_curve": 5, "not_a_field": 1}
+                        **configs.TIER_FOLDERS["smoke"], "n_samples": 12, "T": 3, "T_curve": 5, "not_a_field": 1}
     cfg = NaiveConfig.from_params(notebook_globals)
     assert (cfg.tier, cfg.n_samples, cfg.T, cfg.T_curve) == ("smoke", 12, 3, 5)
     base = BaseModelConfig.from_params(notebook_globals)  # T belongs to NaiveConfig only
@@ -386,3 +387,208 @@ def test_ours_budget():
     assert ours_budget(cfg, 100, 352).max_steps == 100
     with pytest.raises(ValueError, match="ours_max_steps"):
         ours_budget(cfg, -2, 352)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier files are a schema (issue 33): each probe of a careless or mistyped tier file, and the error that names it
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tier_dir(project_root):
+    """A writable copy of params/ in the stand-in root, so a test can break one tier file."""
+    params = project_root / "params"
+    params.unlink()
+    params.mkdir()
+    for f in (REPO_ROOT / "params").glob("*.yaml"):
+        (params / f.name).write_text(f.read_text())
+    return params
+
+
+def _smoke_with(tier_dir, edit) -> None:
+    """Rewrite params/smoke.yaml through ``edit(sections) -> sections`` (a plain dict of the file's sections)."""
+    import yaml
+
+    path = tier_dir / "smoke.yaml"
+    path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text())), sort_keys=False))
+
+
+def _error(tier="smoke") -> ConfigError:
+    with pytest.raises(ConfigError) as ei:
+        load_tier(tier)
+    return ei.value
+
+
+def test_a_misspelt_section_names_file_section_and_the_notebook_it_meant(tier_dir):
+    _smoke_with(tier_dir, lambda d: {("03_sfts" if k == "03_sft" else k): v for k, v in d.items()})
+    e = _error()
+    assert str(e).startswith("params/smoke.yaml, section 03_sfts: not a notebook (did you mean 03_sft?)"), e
+
+
+def test_an_extra_section_is_refused(tier_dir):
+    _smoke_with(tier_dir, lambda d: {**d, "07_new": {"tier": "smoke"}})
+    assert str(_error()).startswith("params/smoke.yaml, section 07_new: not a notebook")
+
+
+def test_a_section_given_twice_is_refused(tier_dir):
+    path = tier_dir / "smoke.yaml"
+    path.write_text(path.read_text() + "03_sft:\n  tier: smoke\n")  # safe_load would keep this one, silently
+    assert "'03_sft' is given twice" in str(_error())
+
+
+def test_a_missing_section_is_refused(tier_dir):
+    _smoke_with(tier_dir, lambda d: {k: v for k, v in d.items() if k != "04_grpo"})
+    assert str(_error()).startswith("params/smoke.yaml, section 04_grpo: no section for 04_grpo")
+
+
+@pytest.mark.parametrize("text,why", [("", "the file is empty"), ("# only a comment\n", "the file is empty"),
+                                      ("- 00_base_model\n- 01_naive_iteration_collapse\n", "the top level is a list"),
+                                      ("just text\n", "the top level is a str"),
+                                      ("03_sft: [\n", "not valid YAML")])
+def test_an_empty_or_odd_file_is_a_clear_config_error(tier_dir, text, why):
+    """A top-level list used to crash with AttributeError: 'list' object has no attribute 'get'."""
+    (tier_dir / "smoke.yaml").write_text(text)
+    assert str(_error()).startswith(f"params/smoke.yaml: {why}")
+
+
+def test_a_missing_tier_key_is_refused(tier_dir):
+    _smoke_with(tier_dir, lambda d: {**d, "03_sft": {k: v for k, v in d["03_sft"].items() if k != "tier"}})
+    e = _error()
+    assert str(e) == "params/smoke.yaml, section 03_sft, key tier: missing: every section names its tier (`tier: smoke`)"
+    assert (e.file, e.section, e.key) == ("params/smoke.yaml", "03_sft", "tier")
+
+
+def test_another_tiers_name_in_a_section_is_refused(tier_dir):
+    _smoke_with(tier_dir, lambda d: {**d, "05_evaluation": {**d["05_evaluation"], "tier": "default"}})
+    assert str(_error()).startswith("params/smoke.yaml, section 05_evaluation, key tier: 'default' in the smoke")
+
+
+def test_a_section_that_is_not_a_mapping_is_refused(tier_dir):
+    _smoke_with(tier_dir, lambda d: {**d, "06_explore": None})
+    assert str(_error()).startswith("params/smoke.yaml, section 06_explore: must be a mapping")
+
+
+def test_an_unknown_key_names_file_section_and_key(tier_dir):
+    _smoke_with(tier_dir, lambda d: {**d, "03_sft": {**d["03_sft"], "max_step": 2}})
+    assert str(_error()) == ("params/smoke.yaml, section 03_sft, key max_step: not a parameter of 03_sft "
+                             "(did you mean max_steps?)")
+
+
+def test_missing_folders_are_the_tiers_own_never_the_default_tiers(tier_dir):
+    """A smoke section without results_dir used to run on the notebook's defaults: results/ and runs/default."""
+    drop = ("results_dir", "figures_dir", "runs_dir")
+    _smoke_with(tier_dir, lambda d: {k: {p: v for p, v in s.items() if p not in drop} for k, s in d.items()})
+    for section in load_tier("smoke").values():
+        assert {k: section[k] for k in drop} == configs.TIER_FOLDERS["smoke"]
+    cfg = configs.tier_config("smoke", "03_sft")
+    assert cfg.results_dir == "runs/smoke/results" and cfg.traces_dir == "runs/smoke/traces"
+
+
+@pytest.mark.parametrize("tier,key,value,owner", [
+    ("smoke", "results_dir", "results", "default"), ("smoke", "results_dir", "results/sub", "default"),
+    ("smoke", "figures_dir", "figures", "default"), ("smoke", "runs_dir", "runs/default", "default"),
+    ("smoke", "results_dir", "results/full", "full"), ("default", "results_dir", "runs/smoke/results", "smoke"),
+    ("full", "runs_dir", "runs/default/x", "default"), ("default", "results_dir", "results/paper", "paper")])
+def test_a_tier_cannot_write_into_another_tiers_folders(tier_dir, tier, key, value, owner):
+    import yaml
+
+    path = tier_dir / f"{tier}.yaml"
+    d = yaml.safe_load(path.read_text())
+    d["01_naive_iteration_collapse"][key] = value
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    e = _error(tier)
+    assert str(e).startswith(f"params/{tier}.yaml, section 01_naive_iteration_collapse, key {key}: {value!r} is "
+                             f"inside the {owner} tier's folder"), e
+
+
+def test_a_notebook_run_by_hand_cannot_write_into_another_tiers_folders():
+    """The same check in the config itself: tier = "smoke" in JupyterLab, the folders left at results/..."""
+    with pytest.raises(ConfigError) as ei:
+        NaiveConfig(tier="smoke")
+    assert str(ei.value).startswith("parameter results_dir='results': is inside the default tier's folder results/: "
+                                    "a smoke-tier run writes only in its own folders (runs/smoke/results, ")
+    NaiveConfig(tier="smoke", **configs.TIER_FOLDERS["smoke"])
+    NaiveConfig(tier="smoke", results_dir="/tmp/anywhere", figures_dir="/tmp/f", runs_dir="/tmp/r")  # no tier's
+
+
+def test_a_bad_value_names_file_section_and_key(tier_dir):
+    """``T: "two"`` gave a clear ConfigError, but without the section or the file."""
+    from ivt_lib.reproduction import executor
+
+    _smoke_with(tier_dir, lambda d: {**d, "01_naive_iteration_collapse": {**d["01_naive_iteration_collapse"],
+                                                                            "T": "two"}})
+    with pytest.raises(ConfigError) as ei:
+        executor.validate("smoke")
+    assert str(ei.value) == ("params/smoke.yaml, section 01_naive_iteration_collapse, key T: parameter T='two': "
+                             "must be of type int, got str")
+    with pytest.raises(ConfigError, match="^params/smoke.yaml, section 01_naive_iteration_collapse, key T: "):
+        configs.tier_config("smoke", "01_naive_iteration_collapse")
+
+
+@pytest.mark.parametrize("value,ok", [(-7, False), (-2, False), (0, False), (-1, True), (1, True), (352, True)])
+def test_max_steps_by_epochs_is_the_one_explicit_value_minus_1(tier_dir, value, ok):
+    """``max_steps: -7`` was taken to mean "train by epochs"; now only -1 (BY_EPOCHS) says that."""
+    from ivt_lib.reproduction import executor
+
+    _smoke_with(tier_dir, lambda d: {**d, "03_sft": {**d["03_sft"], "max_steps": value}})
+    if ok:
+        executor.validate("smoke")
+        return
+    with pytest.raises(ConfigError) as ei:
+        executor.validate("smoke")
+    assert str(ei.value) == (f"params/smoke.yaml, section 03_sft, key max_steps: parameter max_steps={value}: "
+                             f"must be -1 (train by epochs) or a step count >= 1")
+    assert configs.BY_EPOCHS == -1
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (configs.SFTStageConfig, {"lora_alpha": -128}), (configs.SFTStageConfig, {"ours_max_steps": -7}),
+    (configs.SFTStageConfig, {"epochs": -2.0, "max_steps": 5}), (configs.GRPOStageConfig, {"lora_r": -16}),
+    (configs.GRPOStageConfig, {"val_every": 0, "val_n": -3}), (StageConfig, {"seed": -1}),
+    (configs.TeacherSynthConfig, {"max_trajectories": -1}), (BaseModelConfig, {"visual_probe_n": -5})])
+def test_negative_counts_are_refused(cls, kwargs):
+    with pytest.raises(ConfigError) as ei:
+        cls(**kwargs)
+    assert ei.value.key == next(k for k, v in kwargs.items() if v < 0), ei.value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fail before the work: output folders are checked when the config is built
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_an_output_folder_that_cannot_be_written_fails_when_the_config_is_built(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"^parameter results_dir='.*afile/results': cannot be a folder: .*is a file"):
+        configs.EvaluationConfig(results_dir=str(tmp_path / "afile" / "results"))
+    with pytest.raises(ConfigError, match=r"^parameter figures_dir='/sys/ivt_figures': is not writable: /sys"):
+        configs.EvaluationConfig(figures_dir="/sys/ivt_figures")  # read-only even for root
+    with pytest.raises(ConfigError, match=r"^parameter traces_dir="):  # notebook 02 writes its traces there too
+        configs.TeacherSynthConfig(traces_dir="/sys/ivt_traces")
+    assert not (tmp_path / "results").exists(), "the check writes nothing"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_results_folder_fails_when_the_config_is_built(tmp_path):
+    ro = tmp_path / "results"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(ConfigError, match="^parameter results_dir=.*is not writable"):
+            configs.EvaluationConfig(results_dir=str(ro))
+    finally:
+        ro.chmod(0o755)
+
+
+def test_a_reproduction_with_an_unwritable_folder_runs_nothing(tier_dir, monkeypatch):
+    """Notebook 05 used to compute for 157 s, rewrite 6 figures, then fail on a read-only results/."""
+    import papermill
+
+    from ivt_lib.reproduction import executor, reproduce
+
+    ran = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: ran.append(a))
+    _smoke_with(tier_dir, lambda d: {**d, "05_evaluation": {**d["05_evaluation"], "figures_dir": "/sys/ivt_figs"}})
+    with pytest.raises(ConfigError, match="^params/smoke.yaml, section 05_evaluation, key figures_dir: .*not writable"):
+        reproduce.run("smoke")
+    assert ran == [] and executor.NB_DIR.exists()

@@ -109,10 +109,18 @@ def test_smoke_tier_runs(nb, smoke_chain):
 def test_notebook_defaults_are_the_default_tier():
     """'Run All' in JupyterLab must be what `make reproduce` runs: params/default.yaml sets nothing but the tier name,
     and the assert floors would catch a collapse (SFT once scored 3.6 % with floors of 0)."""
-    tier = load_tier("default")
-    assert set(tier) == set(IDS)
-    for nb, section in tier.items():
+    import yaml
+
+    from ivt_lib.configs import TIER_FOLDERS
+
+    raw = yaml.safe_load((ROOT / "params" / "default.yaml").read_text())
+    assert set(raw) == set(IDS)
+    for nb, section in raw.items():
         assert section == {"tier": "default"}, f"{nb}: default.yaml must not override the notebook's defaults"
+    for nb, section in load_tier("default").items():  # the folders it leaves out are the tier's: the defaults
+        assert section == {"tier": "default", **TIER_FOLDERS["default"]}, nb
+        assert {k: NOTEBOOK_CONFIGS[nb].__dataclass_fields__[k].default for k in TIER_FOLDERS["default"]} == \
+            TIER_FOLDERS["default"], nb
     for nb in NBS:
         params = pm.inspect_notebook(str(nb))
         if "min_acc" in params and nb.stem in ("00_base_model", "01_naive_iteration_collapse", "03_sft", "04_grpo"):

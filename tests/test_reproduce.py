@@ -117,7 +117,8 @@ def sandbox(tmp_path, monkeypatch):
     nb_dir.mkdir()
     for s in STEMS:
         shutil.copy(executor.NB_DIR / f"{s}.ipynb", nb_dir)
-    params = {s: {"tier": TIER, "n_samples": 3 + i} for i, s in enumerate(STEMS)}
+    folders = {k: str(tmp_path / "out" / k) for k in ("results_dir", "figures_dir", "runs_dir")}  # as load_tier fills
+    params = {s: {"tier": TIER, "n_samples": 3 + i, **folders} for i, s in enumerate(STEMS)}
     rec = Recorder()
     monkeypatch.setattr(executor, "ROOT", tmp_path)
     monkeypatch.setattr(executor, "NB_DIR", nb_dir)

@@ -8,6 +8,7 @@ SFT, paper = one 80 GB GPU, paper_24gb = one 24 GB GPU): one section per noteboo
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,8 +22,22 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DERIVED_FROM_RUNS_DIR = {"traces_dir": "traces", "sft_model": "sft/student/merged", "trajectories_dir": "trajectories"}
 
 
+# Each tier's own output folders: a tier file may leave them out (they are then these) and may point them elsewhere,
+# but never into another tier's folders (:func:`tier_owning`), so a mistyped smoke file cannot overwrite results/.
+TIER_FOLDERS: dict[str, dict[str, str]] = {
+    "smoke": {"results_dir": "runs/smoke/results", "figures_dir": "runs/smoke/figures", "runs_dir": "runs/smoke"},
+    "default": {"results_dir": "results", "figures_dir": "figures", "runs_dir": "runs/default"},
+    **{t: {"results_dir": f"results/{t}", "figures_dir": f"figures/{t}", "runs_dir": f"runs/{t}"}
+       for t in ("full", "paper", "paper_24gb")},
+}
+
+
 class ConfigError(ValueError):
-    """A parameter has an invalid value (the message names it)."""
+    """A parameter has an invalid value (the message names it; ``key`` is the parameter, when there is one)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def resolve_path(p: str | Path) -> Path:
@@ -34,7 +49,45 @@ def resolve_path(p: str | Path) -> Path:
 def check(cond: bool, name: str, value: Any, why: str) -> None:
     """Raise :class:`ConfigError` naming ``name`` and ``value`` unless ``cond`` holds."""
     if not cond:
-        raise ConfigError(f"parameter {name}={value!r}: {why}")
+        raise ConfigError(f"parameter {name}={value!r}: {why}", key=name)
+
+
+def tier_owning(path: str | Path) -> tuple[str, str] | None:
+    """``(tier, folder)`` when ``path`` lies in one of a tier's output folders (the most specific one: ``results/full``
+    is the full tier's, although it is inside the default tier's ``results``), else None."""
+    p = resolve_path(path).resolve()
+    best: tuple[int, str, str] | None = None
+    for tier, folders in TIER_FOLDERS.items():
+        for folder in folders.values():
+            root = resolve_path(folder).resolve()
+            if p.is_relative_to(root) and (best is None or len(root.parts) > best[0]):
+                best = (len(root.parts), tier, folder)
+    return None if best is None else best[1:]
+
+
+def ownership_problem(tier: str, path: str | Path) -> str | None:
+    """Why a ``tier`` run may not write to ``path`` (another tier's folder), else None."""
+    owner = tier_owning(path)
+    if owner is None or owner[0] == tier:
+        return None
+    own = TIER_FOLDERS.get(tier, {})
+    return (f"is inside the {owner[0]} tier's folder {owner[1]}/: a {tier}-tier run writes only in its own folders"
+            f" ({', '.join(dict.fromkeys(own.values()))}) or in a folder outside every tier's")
+
+
+def writable_problem(path: str | Path) -> str | None:
+    """Why files cannot be written in folder ``path`` (created when missing), else None; it writes nothing."""
+    p = resolve_path(path)
+    q = p
+    while not q.exists() and q != q.parent:  # the nearest existing folder is where mkdir would need to write
+        q = q.parent
+    if not q.is_dir():
+        return f"cannot be a folder: {q} is a file"
+    try:  # a real attempt (an unlinked temp file): os.access says yes to root, and no to nothing on a full disk
+        tempfile.TemporaryFile(dir=q).close()
+    except OSError as e:
+        return f"is not writable: {q}: {e.strerror or e}"
+    return None
 
 
 @dataclass
@@ -59,8 +112,14 @@ class StageConfig:
     min_acc: float = 0.0           # assert-cell floor for Acc@0.5 (set per tier)
     min_parse_rate: float = 0.0    # assert-cell floor for the parse rate (set per tier)
 
+    # class constants (no annotation, so not fields): the folders a stage writes, checked before any work
+    OUTPUTS = ("results_dir", "figures_dir", "runs_dir")
+    # int parameters that may be negative (a subclass checks each one's values); every other int is a count >= 0
+    SIGNED = frozenset()
+
     def __post_init__(self) -> None:
         self._check_types()
+        self._check_counts()
         for name, sub in DERIVED_FROM_RUNS_DIR.items():
             if getattr(self, name, None) == "":
                 setattr(self, name, f"{self.runs_dir.rstrip('/')}/{sub}")
@@ -85,6 +144,24 @@ class StageConfig:
         self._check_model("model", self.model)
         check(resolve_path(self.dataset).exists(), "dataset", self.dataset,
                f"no dataset at {resolve_path(self.dataset)} (build it with `python -m ivt_lib.corpora.splits`)")
+        self.check_outputs()
+
+    def check_outputs(self) -> None:
+        """Every output folder belongs to this config's tier and can be written: checked when the config is built, so
+        a notebook fails before it computes anything (notebook 05 once computed for 157 s, then found results/
+        read-only)."""
+        for name in self.OUTPUTS:
+            value = getattr(self, name)
+            check(isinstance(value, str) and bool(value), name, value, "must name a folder")
+            why = ownership_problem(self.tier, value) or writable_problem(value)
+            check(why is None, name, value, why or "")
+
+    def _check_counts(self) -> None:
+        """Every int parameter is a count (>= 0), except the few ``SIGNED`` ones, which their class checks."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if str(f.type) == "int" and f.name not in self.SIGNED and isinstance(v, int) and not isinstance(v, bool):
+                check(v >= 0, f.name, v, "is a count: must be >= 0")
 
     def _check_types(self) -> None:
         """Every field has its annotated type (a float field takes an int; a bool is not an int)."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from .base import GenerationStageConfig, StageConfig, check
 
+BY_EPOCHS = -1  # max_steps / ours_max_steps: train for ``epochs`` (transformers' own "no step cap")
+
 
 @dataclass
 class BaseModelConfig(GenerationStageConfig):
@@ -77,6 +79,8 @@ class TeacherSynthConfig(GenerationStageConfig):
     reasoning: bool = False  # box-only traces: with reasoning text the 5 M model wrote garbled reasoning after SFT
     traces_dir: str = ""  # "" = <runs_dir>/traces
 
+    OUTPUTS = (*StageConfig.OUTPUTS, "traces_dir")  # the traces are written here
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
@@ -117,14 +121,20 @@ class SFTStageConfig(GenerationStageConfig):
     ours_max_steps: int = 0
     grid_n: int = 6
 
+    SIGNED = frozenset({"max_steps", "ours_max_steps"})  # BY_EPOCHS, checked below
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
         check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
-        check(isinstance(self.ours_max_steps, int) and self.ours_max_steps >= -1, "ours_max_steps",
-               self.ours_max_steps, "must be -1 (the epochs), 0 (the paper recipe's steps) or a step count")
+        # -1 is the one spelling of "by epochs": -7 once meant it too, and 0 steps would silently mean it in transformers
+        check(self.max_steps == BY_EPOCHS or self.max_steps >= 1, "max_steps", self.max_steps,
+               f"must be {BY_EPOCHS} (train by epochs) or a step count >= 1")
+        check(isinstance(self.ours_max_steps, int) and self.ours_max_steps >= BY_EPOCHS, "ours_max_steps",
+               self.ours_max_steps, f"must be {BY_EPOCHS} (train by epochs), 0 (the paper recipe's steps) or a step count")
         check(self.lora_r >= 1, "lora_r", self.lora_r, "must be >= 1")
         check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        check(self.epochs >= 0, "epochs", self.epochs, "must be >= 0")
         check(self.epochs > 0 or self.max_steps > 0, "epochs", self.epochs, "epochs or max_steps must be > 0")
         check(self.train_batch_size >= 1, "train_batch_size", self.train_batch_size, "must be >= 1")
         check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be an int >= 1")

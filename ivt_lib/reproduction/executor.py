@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from ..configs import NOTEBOOK_CONFIGS, ROOT, ConfigError, load_tier
+from ..configs import ROOT, load_tier, stage_config
 from ..core.io import atomic_write_json
 
 NB_DIR = ROOT / "notebooks"
@@ -54,19 +54,15 @@ def inputs_key(root: Path | None = None) -> str:
 
 
 def validate(tier: str, only: list[str] | None = None) -> dict[str, dict]:
-    """Check every notebook's tier parameters against its config dataclass before running anything."""
+    """Check every notebook's tier parameters against its config dataclass before running anything: values, and
+    that every output folder is the tier's own and writable (a ConfigError names the file, section and key)."""
     allp = load_tier(tier)
     out = {}
     for nb in notebooks():
         if only and nb.stem not in only:
             continue
         params = allp.get(nb.stem, {})
-        cls = NOTEBOOK_CONFIGS.get(nb.stem)
-        if cls is not None:
-            unknown = set(params) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ConfigError(f"{nb.stem}: unknown parameter(s) {sorted(unknown)} in params/{tier}.yaml")
-            cls(**params)  # raises ConfigError naming the bad parameter
+        stage_config(tier, nb.stem, params)
         out[nb.stem] = params
     return out
 
