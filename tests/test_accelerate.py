@@ -129,7 +129,7 @@ def test_grpo_two_processes_really_split_the_prompts(grpo_runs):
     one, two, _, _, d2, _ = grpo_runs
     assert one["world_size"] == 1 and two["world_size"] == two["num_processes"] == 2 and two["backend"] == "gloo"
     assert all(e["processes"] == 2 for e in two["logs"]) and len(two["logs"]) == 2
-    assert (d2 / "merged" / "config.json").exists() and (d2 / "checkpoint" / "state.pt").exists()
+    assert (d2 / "merged" / "config.json").exists() and (d2 / "checkpoint" / "state.json").exists()
 
 
 def test_grpo_two_processes_match_one(grpo_runs):

@@ -10,6 +10,14 @@ from PIL import ImageDraw
 from ivt_lib.training import grpo
 from ivt_lib.core import rewards
 from ivt_lib.core.loop import StepRecord, Trajectory
+from ivt_lib.core.state_io import LEGACY_STATE, STATE_JSON, STATE_TENSORS, load_state
+
+
+def write_legacy_state(folder, state):
+    """Write ``state`` as the code before safetensors + JSON did: one pickled ``state.pt``."""
+    torch.save(state, folder / LEGACY_STATE)
+    for name in (STATE_JSON, STATE_TENSORS):
+        (folder / name).unlink(missing_ok=True)
 
 
 def test_reward_doctests_and_registry():
@@ -195,9 +203,9 @@ def test_anchor_step0_scores_the_shared_step0_once_per_group_with_kl_only(tiny_d
 def test_checkpoint_from_before_refine_start_resumes(trainer):
     """A checkpoint written before refine_start existed was trained with a sampled step 0, and resumes as such."""
     trainer.save()
-    st = torch.load(trainer.ckpt / "state.pt", weights_only=False)
+    st = load_state(trainer.ckpt)
     st["config"] = {k: v for k, v in st["config"].items() if k not in ("refine_start", "anchor_step0")}
-    torch.save(st, trainer.ckpt / "state.pt")
+    write_legacy_state(trainer.ckpt, st)  # such checkpoints are old, so state.pt
     again = grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, trainer.cfg, device="cpu")
     assert again.iteration == trainer.iteration
     greedy = grpo.GRPORunConfig(**{**asdict(trainer.cfg), "refine_start": "greedy"})
@@ -276,12 +284,12 @@ def test_run_config_from_stage_takes_the_stage_names_and_values():
 def test_checkpoint_with_the_old_field_names_resumes(trainer):
     """Checkpoints written before the rename (rollout_backend; gen_batch_size is never compared) still resume."""
     trainer.save()
-    st = torch.load(trainer.ckpt / "state.pt", weights_only=False)
+    st = load_state(trainer.ckpt)
     cfg = dict(st["config"])
     assert "batch_size" not in cfg
     cfg["rollout_backend"] = cfg.pop("generation_backend")
     st["config"] = cfg
-    torch.save(st, trainer.ckpt / "state.pt")
+    write_legacy_state(trainer.ckpt, st)
     again = grpo.MultiStepGRPO(trainer.model_path, trainer.samples, trainer.out, trainer.cfg, device="cpu")
     assert again.iteration == trainer.iteration
 

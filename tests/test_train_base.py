@@ -7,6 +7,7 @@ import torch
 from ivt_lib.embedded import base_stream as bs
 from ivt_lib.embedded import train_base as tb
 from ivt_lib.core.parsing import parse_box
+from ivt_lib.core.state_io import load_state
 
 
 def _cfg(tmp_path, **kw):
@@ -49,7 +50,7 @@ def test_collate_labels_only_the_answer(tiny):
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     full = tb.train(_cfg(tmp_path / "a"))
     assert full["steps"] == 6
-    ref = torch.load(tmp_path / "a" / "ckpt" / "state.pt", weights_only=False)
+    ref = load_state(tmp_path / "a" / "ckpt")
 
     calls = {"n": 0}
     real = tb.collate
@@ -63,12 +64,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(tb, "collate", dying)
     with pytest.raises(KeyboardInterrupt):
         tb.train(_cfg(tmp_path / "b"))
-    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    st = load_state(tmp_path / "b" / "ckpt")
     assert st["step"] == 4
     monkeypatch.setattr(tb, "collate", real)
     resumed = tb.train(_cfg(tmp_path / "b"))
     assert resumed["steps"] == 6
-    got = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    got = load_state(tmp_path / "b" / "ckpt")
     assert [p["step"] for p in got["curve"]] == [3, 6]
     from safetensors.torch import load_file
 
@@ -168,7 +169,7 @@ def test_resuming_with_more_steps_extends_the_run(tmp_path):
     longer = tb.train(_cfg(tmp_path, total_steps=9))
     assert longer["steps"] == 9
     assert longer["stages"] == [{"start_step": 0, "total_steps": 6}, {"start_step": 6, "total_steps": 9}]
-    st = torch.load(tmp_path / "ckpt" / "state.pt", weights_only=False)
+    st = load_state(tmp_path / "ckpt")
     assert [p["step"] for p in st["curve"]] == [3, 6, 9] and st["stages"] == longer["stages"]
 
 
@@ -222,7 +223,7 @@ def test_warm_start_scores_the_start_then_trains_on(tmp_path):
     cfg = _cfg(tmp_path / "b", init_from=str(tmp_path / "a" / "out"), family_weights="2,1,1",
                contrast_axes="colour,shape", curriculum_frac=0.0, blend_frac=0.0)
     warm = tb.train(cfg)
-    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    st = load_state(tmp_path / "b" / "ckpt")
     assert warm["steps"] == 6 and [p["step"] for p in st["curve"]] == [0, 3, 6]
     assert st["curve"][0]["init_from"] == cfg.init_from
     with pytest.raises(ValueError, match="overwritten"):
@@ -299,7 +300,7 @@ def test_freeze_merger_keeps_the_merger_fixed_while_the_rest_trains(tmp_path):
     start = AutoModelForImageTextToText.from_pretrained(tmp_path / "a" / "out").state_dict()
     tb.train(_cfg(tmp_path / "b", total_steps=3, eval_every=3, init_from=str(tmp_path / "a" / "out"),
                   reset_merger=True, freeze_merger=True))
-    st = torch.load(tmp_path / "b" / "ckpt" / "state.pt", weights_only=False)
+    st = load_state(tmp_path / "b" / "ckpt")
     after = AutoModelForImageTextToText.from_pretrained(tmp_path / "b" / "ckpt").state_dict()
     reset = AutoModelForImageTextToText.from_pretrained(tmp_path / "a" / "out")
     tb.reset_mergers(reset, seed=0)  # what the frozen run started from

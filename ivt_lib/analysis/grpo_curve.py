@@ -20,6 +20,7 @@ from pathlib import Path
 from ..core import io, stats
 from ..configs import TIERS, model_source, tier_config
 from ..core.io import recover_dir
+from ..core.state_io import has_state
 from .seed_stats import validation_points
 
 
@@ -41,10 +42,10 @@ def extend(tier: str, seed: int, iterations: int, overrides: dict | None = None)
     runs = stage.path("runs_dir")
     src, sft = source_dir(runs, seed)
     ckpt = recover_dir(src / "checkpoint")
-    if not (ckpt / "state.pt").exists():
+    if not has_state(ckpt):
         raise FileNotFoundError(f"seed {seed}: no finished GRPO checkpoint in {src} (run notebook 04 / ivt_lib.reproduction.seeds)")
     out = runs / "grpo_curve" / f"seed_{seed}"
-    if not (out / "checkpoint" / "state.pt").exists():
+    if not has_state(out / "checkpoint"):
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(ckpt, out / "checkpoint")
     ds = stage.path("dataset")

@@ -86,6 +86,10 @@ def load_model(name_or_path: str | Path, device: str = "auto", dtype: str = "flo
     src = str(name_or_path)
     if Path(src).exists() is False and src.startswith((".", "/")):
         raise FileNotFoundError(f"model path {src} does not exist")
+    if (Path(src) / "config.json").exists():  # a saved folder: a cut-short file is named, not a bare SafetensorError
+        from .integrity import check_model_folder
+
+        check_model_folder(src)
     device = resolve_device(device)
     kwargs: dict = {"dtype": DTYPES[dtype]}
     if attn_implementation:

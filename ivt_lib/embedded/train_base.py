@@ -42,7 +42,9 @@ from pathlib import Path
 import torch
 
 from .base_stream import collate, make_sample
+from ..core.integrity import corrupt_error, folder_problems, force_requested
 from ..core.io import atomic_dir, atomic_write_json, provenance, recover_dir
+from ..core.state_io import has_state, load_state, save_state, state_files
 from ..corpora.records import iter_split
 from ..corpora.scenes import CONTRAST_AXES, FAMILIES
 
@@ -137,8 +139,8 @@ def evaluate(model, processor, samples: list[dict]) -> dict:
 def _save_state(path: Path, model, opt, sched, step: int, best: float, curve: list, stages: list):
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)
-        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best,
-                    "curve": curve, "stages": stages}, tmp / "state.pt")
+        save_state(tmp, {"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best,
+                         "curve": curve, "stages": stages})  # safetensors + JSON: loading runs no code
 
 
 def mergers(model) -> list:
@@ -175,8 +177,22 @@ def extend_stages(stages: list[dict], step: int, total_steps: int) -> list[dict]
     return stages
 
 
-def train(cfg: BaseTrainConfig) -> dict:
-    """Run (or resume) the base-grounder training; return the final summary."""
+def resumable(ckpt: Path, force: bool) -> bool:
+    """Whether ``ckpt`` holds a state to resume; a corrupt one stops the run, or under ``force`` is trained over."""
+    if not has_state(recover_dir(ckpt)):
+        return False
+    bad = folder_problems(ckpt, ("config.json", "model.safetensors", *state_files(ckpt)))
+    if bad and not force:
+        raise corrupt_error("base-training checkpoint", ckpt, bad)
+    if bad:  # the first save replaces it
+        log.warning("checkpoint %s is corrupt (%s); forced rerun: training starts over", ckpt,
+                    "; ".join(f"{n} {p}" for n, p in bad))
+    return not bad
+
+
+def train(cfg: BaseTrainConfig, force: bool | None = None) -> dict:
+    """Run (or resume) the base-grounder training; return the final summary. ``force``: train over a corrupt
+    checkpoint instead of stopping (None: ``IVT_FORCE``)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ..core import loop, metrics  # noqa: F401  imported now, so editing the library during a long run cannot break it
@@ -189,7 +205,7 @@ def train(cfg: BaseTrainConfig) -> dict:
         build_tiny(init_dir, TinyConfig(canvas=cfg.canvas), seed=cfg.seed)
     processor = AutoProcessor.from_pretrained(init_dir)
     # a warm start (init_from) replaces the random init only; a checkpoint of this run always wins, so it resumes
-    src = ckpt if (recover_dir(ckpt) / "state.pt").exists() else init_dir
+    src = ckpt if resumable(ckpt, force_requested(force)) else init_dir
     model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
     if cfg.reset_merger and src != ckpt:
         reset_mergers(model, cfg.seed)
@@ -202,7 +218,7 @@ def train(cfg: BaseTrainConfig) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, best, curve, stages = 0, -1.0, [], []
     if src == ckpt:
-        st = torch.load(ckpt / "state.pt", weights_only=False)
+        st = load_state(ckpt)  # the old state.pt too, read with weights_only=True
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])  # the lambda is rebuilt from cfg, so a larger total_steps extends
         step, best, curve = st["step"], st["best"], st["curve"]
@@ -269,9 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for k, v in asdict(BaseTrainConfig()).items():
         p.add_argument("--" + k.replace("_", "-"), type=_flag if isinstance(v, bool) else type(v), default=v)
-    cfg = BaseTrainConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--force", action="store_true", help="train over a corrupt checkpoint in --ckpt-dir")
+    args = vars(p.parse_args(argv))
+    force = args.pop("force") or None  # not given: IVT_FORCE decides
+    cfg = BaseTrainConfig(**args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    print(json.dumps(train(cfg)))
+    print(json.dumps(train(cfg, force)))
 
 
 if __name__ == "__main__":

@@ -49,11 +49,14 @@ from ..core import progress
 from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_loss,  # noqa: F401 (re-exported)
                              rollout_digest, rollout_rows, score_rows, token_logps)
 from .grpo_config import ADDED_LATER, CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
+from ..core.integrity import corrupt_error, folder_problems, force_requested
 from ..core.io import atomic_dir, recover_dir
 from ..core.loop import HFPolicy, Trajectory, run_loop, vision_token_ids
 from .process_group import ProcessGroup
 from ..core.sampling import derive_seed
 from ..core.models import LLM_TARGETS
+from ..core.sample_check import check_samples
+from ..core.state_io import has_state, load_state, save_state, state_files
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,9 @@ class MultiStepGRPO:
     """Multi-step GRPO on a LoRA adapter over ``model_path`` (typically the merged SFT model); one or more processes."""
 
     def __init__(self, model_path: str, train_samples: Sequence[dict], out_dir: str | Path, cfg: GRPORunConfig,
-                 device: str = "auto", dtype: str = "float32", val_samples: Sequence[dict] = ()):
+                 device: str = "auto", dtype: str = "float32", val_samples: Sequence[dict] = (),
+                 force: bool | None = None):
+        """``force``: retrain over a corrupt checkpoint instead of stopping (None: ``IVT_FORCE``, a forced rerun)."""
         from accelerate import PartialState
         from peft import LoraConfig, get_peft_model
 
@@ -70,6 +75,9 @@ class MultiStepGRPO:
 
         if not train_samples:
             raise ValueError("MultiStepGRPO got no training samples")
+        check_samples(train_samples, "GRPO training samples")  # a bad sample stops the run now, not at its rollout
+        if val_samples:
+            check_samples(val_samples, "GRPO validation samples")
         self.cfg, self.samples, self.out = cfg, list(train_samples), Path(out_dir)
         self.val_samples = list(val_samples)
         if cfg.val_every and not self.val_samples:
@@ -91,7 +99,7 @@ class MultiStepGRPO:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.learning_rate)
         self.iteration, self.logs, self.val0 = 0, [], {}
-        self._maybe_resume()
+        self._maybe_resume(force_requested(force))
         self.pg.broadcast(self.params)  # start from identical adapters everywhere, as DDP does
         self._vllm, self._vllm_synced_at = None, 0
         self.banned_ids = vision_token_ids(self.processor)  # completions with these are never scored
@@ -107,19 +115,26 @@ class MultiStepGRPO:
         if self.is_main:
             with atomic_dir(self.ckpt) as tmp:
                 self.model.save_pretrained(tmp)
-                torch.save({"opt": self.opt.state_dict(), "iteration": self.iteration, "val0": self.val0,
-                            "config": resume_relevant(self.cfg)}, tmp / "state.pt")
+                save_state(tmp, {"opt": self.opt.state_dict(), "iteration": self.iteration, "val0": self.val0,
+                                 "config": resume_relevant(self.cfg)})  # safetensors + JSON: loading runs no code
                 (tmp / "logs.json").write_text(json.dumps(self.logs))
         self.pg.barrier()
 
-    def _maybe_resume(self) -> None:
-        if not (recover_dir(self.ckpt) / "state.pt").exists():
+    def _maybe_resume(self, force: bool) -> None:
+        if not has_state(recover_dir(self.ckpt)):
             return
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
+        bad = folder_problems(self.ckpt, ("adapter_model.safetensors", "logs.json", *state_files(self.ckpt)))
+        if bad and not force:
+            raise corrupt_error("GRPO checkpoint", self.ckpt, bad)
+        if bad:  # nothing is loaded: the run starts over and its first save replaces the folder
+            log.warning("GRPO checkpoint %s is corrupt (%s); forced rerun: training starts over and replaces it",
+                        self.ckpt, "; ".join(f"{n} {p}" for n, p in bad))
+            return
+        st = load_state(self.ckpt)  # the old state.pt too, read with weights_only=True
         set_peft_model_state_dict(self.model, load_file(self.ckpt / "adapter_model.safetensors"))
-        st = torch.load(self.ckpt / "state.pt", weights_only=False)
         saved, now = st.get("config"), resume_relevant(self.cfg)
         if saved is not None:
             saved = {**ADDED_LATER, **{OLD_NAMES.get(k, k): v for k, v in saved.items()}}

@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
+import shutil
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import progress
+from ..core.integrity import corrupt_error, folder_problems, force_requested, json_problem
 from ..core.models import LLM_TARGETS
 
 if TYPE_CHECKING:
@@ -95,10 +99,45 @@ def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: 
             "step_batch": cfg.train_batch_size * cfg.grad_accum * world, **d}
 
 
-def check_resume(manifest_path: Path, manifest: dict) -> None:
+# what Trainer reads to resume (transformers 5.24): adapter, trainer state, optimiser, scheduler, RNG state(s)
+RESUME_FILES = ("adapter_model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def checkpoint_problems(checkpoint: str | Path) -> list[tuple[str, str]]:
+    """``(file, problem)`` for each file of a Trainer checkpoint that a resume reads and that is missing or cut short."""
+    ck = Path(checkpoint)
+    names = set(RESUME_FILES) | {p.name for p in ck.iterdir() if p.suffix in (".pt", ".pth", ".json", ".safetensors")}
+    return folder_problems(ck, sorted(names))
+
+
+def resume_point(ckpt_dir: Path, force: bool, what: str = "SFT checkpoint") -> str | None:
+    """The newest checkpoint in ``ckpt_dir`` whose files are whole (None: train from the start). A corrupt newer one
+    raises :class:`~ivt_lib.core.integrity.CorruptFileError` naming it, or under ``force`` is deleted and passed over,
+    so the run retrains from the one before it (the same result: a resumed run matches an uninterrupted one)."""
+    if not ckpt_dir.exists():
+        return None
+    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    for ck in sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        bad = checkpoint_problems(ck)
+        if not bad:
+            return os.path.join(str(ckpt_dir), ck.name)  # the string last_checkpoint gives (results record it)
+        if not force:
+            raise corrupt_error(what, ck, bad)
+        log.warning("%s %s is corrupt (%s); forced rerun: deleted, training goes on from the one before it", what, ck,
+                    "; ".join(f"{n} {p}" for n, p in bad))
+        shutil.rmtree(ck, ignore_errors=True)  # every process of a launch may get here: whoever is first deletes
+    return None
+
+
+def check_resume(manifest_path: Path, manifest: dict, force: bool = False) -> None:
     """Refuse to resume checkpoints written by another recipe (trl would silently continue them)."""
     if not manifest_path.exists():
         return
+    problem = json_problem(manifest_path)
+    if problem and force:  # rewritten before training
+        return
+    if problem:
+        raise corrupt_error("SFT run", manifest_path.parent, [(manifest_path.name, problem)])
     saved = json.loads(manifest_path.read_text())
     diff = {k: (saved.get(k), manifest.get(k)) for k in sorted(set(saved) | set(manifest))
             if saved.get(k) != manifest.get(k)}
@@ -132,8 +171,9 @@ def load_finished(trainer, checkpoint: str | None):
 
 
 def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConfig, device: str = "auto",
-            dtype: str = "float32") -> dict:
-    """Train a LoRA adapter on ``train_dataset`` (``messages`` + ``images``); save adapter + merged model."""
+            dtype: str = "float32", force: bool | None = None) -> dict:
+    """Train a LoRA adapter on ``train_dataset`` (``messages`` + ``images``); save adapter + merged model.
+    ``force``: retrain over a corrupt checkpoint instead of stopping (None: ``IVT_FORCE``, a forced rerun)."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -142,8 +182,10 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     out = Path(out_dir)
     ckpts = out / "checkpoints"
     manifest = run_manifest(model_path, train_dataset, cfg)
+    force = force_requested(force)
     if last_checkpoint(ckpts):  # before any work; a run killed before its first checkpoint blocks nothing
-        check_resume(out / "run_config.json", manifest)
+        check_resume(out / "run_config.json", manifest, force)
+    resume = resume_point(ckpts, force)  # a corrupt checkpoint is named here, before the model loads
     device = resolve_device(device)
     model, processor = load_model(model_path, device, dtype, quantize_4bit=cfg.quantize_4bit)
     model.train()
@@ -167,7 +209,6 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
     pc = getattr(trainer.accelerator, "parallelism_config", None)
     if not (pc is not None and getattr(pc, "sp_enabled", False)):
         trainer.model_accepts_loss_kwargs = True
-    resume = last_checkpoint(ckpts)
     if resume:
         log.info("resuming SFT from %s", resume)
     if trainer.is_world_process_zero():

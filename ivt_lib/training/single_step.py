@@ -102,14 +102,16 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
 
 
 def run_single_step(model_path: str, samples: Sequence[dict], out_dir: str | Path, cfg: SingleStepConfig,
-                    device: str = "auto", dtype: str = "float32") -> dict:
-    """Train (resuming from the last checkpoint) and export the merged model; return paths and the log."""
+                    device: str = "auto", dtype: str = "float32", force: bool | None = None) -> dict:
+    """Train (resuming from the last checkpoint) and export the merged model; return paths and the log.
+    ``force``: retrain over a corrupt checkpoint instead of stopping (None: ``IVT_FORCE``, a forced rerun)."""
+    from ..core.integrity import force_requested
     from ..core.models import save_merged
-    from .sft import last_checkpoint, load_finished
+    from .sft import load_finished, resume_point
 
     out = Path(out_dir)
+    resume = resume_point(out / "checkpoints", force_requested(force), "single-step GRPO checkpoint")
     trainer = make_trainer(model_path, samples, out, cfg, device, dtype)
-    resume = last_checkpoint(out / "checkpoints")
     if load_finished(trainer, resume) is None:  # a finished run is loaded: resuming it would take one more step
         trainer.train(resume_from_checkpoint=resume)
     final = save_merged(trainer.model, trainer.processing_class, out / "merged")
