@@ -114,3 +114,16 @@ def test_a_prompt_past_the_models_positions_is_refused_not_answered(tiny, test_s
     with pytest.raises(ValueError, match=rf"prompt #0 is \d+ tokens: .* passes the model's {limit} positions"):
         pol.generate(msgs, [img, img])
     assert len(pol.generate(msgs[1:], [img])) == 1
+
+
+def test_the_loop_names_the_sample_whose_prompt_is_too_long(tiny, test_samples):
+    """A prompt past the positions can still come from a long expression under the limit (a refine step adds the
+    stated box; multi-byte characters take several tokens): the loop's error names that sample and step."""
+    from ivt_lib.core.loop import PromptTooLong
+
+    model, proc = tiny
+    pol = HFPolicy(model, proc, max_new_tokens=4)
+    samples = _with(test_samples[:3], 1, id="wordy", expression="the red circle " * 20)
+    pol.max_positions = 100 + 4 + 2  # the short prompts fit, the wordy one does not
+    with pytest.raises(PromptTooLong, match=r"sample 'wordy' \(#1\), step 0: prompt #1 is \d+ tokens"):
+        run_loop(pol, samples, T=1, show_progress=False)

@@ -37,6 +37,14 @@ class Generation:
     min_logprob: float = float("nan")   # the least likely generated token (a feature of the learned verifier)
 
 
+class PromptTooLong(ValueError):
+    """A prompt that, with the answer budget, passes the model's positions; ``index``: its row in the call."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+
 class Policy(Protocol):
     """Anything that turns (messages, image) pairs into generations, batched."""
 
@@ -79,9 +87,9 @@ class HFPolicy:
         over = [(first + i, n) for i, n in enumerate(lengths) if n + self.max_new_tokens > self.max_positions]
         if over:
             i, n = over[0]
-            raise ValueError(f"prompt #{i} is {n} tokens: with max_new_tokens={self.max_new_tokens} it passes the "
-                             f"model's {self.max_positions} positions ({len(over)} such prompt(s) in this batch); "
-                             f"shorten its expression")
+            raise PromptTooLong(f"prompt #{i} is {n} tokens: with max_new_tokens={self.max_new_tokens} it passes "
+                                f"the model's {self.max_positions} positions ({len(over)} such prompt(s) in this "
+                                "batch); shorten its expression", i)
 
     def encode(self, messages: list[list[dict]], images: list[Image.Image], add_generation_prompt: bool = True,
                padding_side: str = "left") -> dict:
@@ -184,9 +192,13 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         raise ValueError(f"sample_seeds: {len(sample_seeds)} seeds for {len(samples)} samples")
 
     def gen(msgs, imgs, idx, t):  # the seed argument only when asked for, so any Policy works without it
-        if sample_seeds is None:
-            return policy.generate(msgs, imgs)
-        return policy.generate(msgs, imgs, seeds=[derive_seed(sample_seeds[i], t) for i in idx])
+        try:
+            if sample_seeds is None:
+                return policy.generate(msgs, imgs)
+            return policy.generate(msgs, imgs, seeds=[derive_seed(sample_seeds[i], t) for i in idx])
+        except PromptTooLong as exc:  # name the sample, not the row of the batch
+            i = list(idx)[exc.index]
+            raise PromptTooLong(f"sample {str(samples[i]['id'])!r} (#{i}), step {t}: {exc}", i) from exc
 
     images = check_samples(samples)  # RGB copies; names every bad sample before any batch runs
     trajs = [Trajectory(str(s["id"]), str(s.get("family", "")), tuple(s["bbox"]), s["image"].width,
