@@ -8,8 +8,12 @@ TIER ?= default
 # main run). TIER=full adds the one-seed ablations and ours' longer SFT (params/full.yaml), about 90 min
 SEEDS ?= 1 2
 # parallel lanes of the CPU tiers (ivt_lib.reproduction.lanes): independent notebooks and seeds side by side, sharing the cores;
-# JOBS=1 runs them one after another. The GPU tiers always run one at a time.
+# JOBS=1 runs them one after another. The GPU tiers always run one at a time. Every notebook task gets 1 thread in the
+# CPU tiers whatever JOBS is, so the numbers do not depend on the schedule (ivt_lib.reproduction.executor).
 JOBS ?= 2
+# extra flags for reproduce and seeds: --wait (queue behind a run of the same tier instead of refusing), --allow-dirty
+# (write a committed tier's results from a tree with uncommitted changes; they are marked +dirty), --force
+ARGS ?=
 
 .PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds
 
@@ -27,19 +31,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m ivt_lib.reproduction.reproduce --tier $(TIER) $(if $(filter default full,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS))
+	$(PY) -m ivt_lib.reproduction.reproduce --tier $(TIER) \
+		$(if $(filter default full,$(TIER)),--seeds $(SEEDS) --jobs $(JOBS)) $(ARGS)
 
 # pytest's exit code 5 ("no tests collected") must fail, not pass silently.
 test: setup
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 smoke: setup
-	$(PY) -m ivt_lib.reproduction.reproduce --tier smoke
+	$(PY) -m ivt_lib.reproduction.reproduce --tier smoke $(ARGS)
 
 # Training seeds 1 and 2 of notebooks 03-04 (with ours: keep data, refine credit) after a reproduction (seed 0);
 # mean ± sd in results/seeds.json. `make reproduce` already runs them in the default and full tiers.
 seeds: setup
-	$(PY) -m ivt_lib.reproduction.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows
+	$(PY) -m ivt_lib.reproduction.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows $(ARGS)
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

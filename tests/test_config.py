@@ -454,7 +454,8 @@ def test_an_empty_or_odd_file_is_a_clear_config_error(tier_dir, text, why):
 def test_a_missing_tier_key_is_refused(tier_dir):
     _smoke_with(tier_dir, lambda d: {**d, "03_sft": {k: v for k, v in d["03_sft"].items() if k != "tier"}})
     e = _error()
-    assert str(e) == "params/smoke.yaml, section 03_sft, key tier: missing: every section names its tier (`tier: smoke`)"
+    assert str(e) == ("params/smoke.yaml, section 03_sft, key tier: missing: every section names its tier "
+                      "(`tier: smoke`)")
     assert (e.file, e.section, e.key) == ("params/smoke.yaml", "03_sft", "tier")
 
 

@@ -261,3 +261,91 @@ def test_kill_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     with io.atomic_dir(ck) as t:  # and saving works again
         (t / "state.pt").write_text("step 8")
     assert (ck / "state.pt").read_text() == "step 8"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# atomic_dir: a unique temp folder per writer (issue 33, item 5)
+# ---------------------------------------------------------------------------------------------------------------
+
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from ivt_lib.core import io
+target, go = Path(sys.argv[1]), Path(sys.argv[2])
+with io.atomic_dir(target) as tmp:
+    (tmp / "a1").write_text("A")
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.05)
+    (tmp / "a2").write_text("A")  # the old shared <name>.tmp was deleted under it by the second writer by now
+"""
+
+
+def test_two_processes_writing_one_folder_never_delete_each_others_work(tmp_path):
+    """atomic_dir always used <name>.tmp and deleted it if it existed: an overlapping writer deleted the first one's
+    half-written folder."""
+    import subprocess
+    import sys
+
+    target, go = tmp_path / "merged", tmp_path / "go"
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target), str(go)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=Path(ivt_io.__file__).resolve().parents[2])
+    assert first.stdout.readline().strip() == "ready"
+    with ivt_io.atomic_dir(target) as tmp:  # the second writer, while the first is still writing
+        (tmp / "b1").write_text("B")
+    assert _files(target) == {"b1"}
+    go.touch()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert _files(target) == {"a1", "a2"}, "the writer that swapped last wins, whole"
+    assert _files(tmp_path) == {"merged", "go"}, "no temp or .old folder left"
+
+
+def test_a_dead_writers_temp_folder_is_cleaned_and_a_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".ck.{dead.stdout.strip()}.0123abcd.tmp"
+    live = tmp_path / f".ck.{os.getppid()}.0123abcd.tmp"  # a live process's (pytest's parent)
+    legacy = tmp_path / "ck.tmp"  # the name every writer shared before
+    for d in (stale, live, legacy):
+        d.mkdir()
+    with ivt_io.atomic_dir(tmp_path / "ck") as tmp:
+        assert re.fullmatch(rf"\.ck\.{os.getpid()}\.[0-9a-f]{{8}}\.tmp", tmp.name)
+        (tmp / "state").write_text("1")
+    assert _files(tmp_path) == {"ck", live.name}
+
+
+def test_a_failed_save_leaves_no_temp_folder(tmp_path):
+    ck = tmp_path / "ck"
+    with ivt_io.atomic_dir(ck) as tmp:
+        (tmp / "state").write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with ivt_io.atomic_dir(ck) as tmp:
+            (tmp / "state").write_text("half")
+            raise RuntimeError("disk full")
+    assert _files(tmp_path) == {"ck"} and (ck / "state").read_text() == "old"
+
+
+def test_written_files_and_folders_are_noted_in_the_output_log(tmp_path, monkeypatch):
+    log = tmp_path / "outputs.log"
+    monkeypatch.setenv(ivt_io.OUTPUT_LOG_ENV, str(log))
+    ivt_io.write_result(tmp_path / "r.json", {"a": 1})
+    with ivt_io.atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "w.safetensors").write_bytes(b"x")
+    assert log.read_text().splitlines() == [str(tmp_path / n) for n in ("r.json", "r.provenance.json", "model")]
+    monkeypatch.delenv(ivt_io.OUTPUT_LOG_ENV)
+    ivt_io.atomic_write_json(tmp_path / "s.json", {})
+    assert len(log.read_text().splitlines()) == 3
+
+
+def test_notebooks_write_figures_only_through_save_figure():
+    """Figures are written atomically with a provenance sidecar, like results: no notebook calls savefig itself."""
+    import nbformat
+
+    from ivt_lib.reproduction.executor import notebooks
+
+    for nb in notebooks():
+        code = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        assert ".savefig(" not in code and "imsave(" not in code, nb.stem

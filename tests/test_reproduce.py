@@ -2,6 +2,7 @@
 
 papermill is replaced by a recorder and the project root by a tmp folder, so nothing is executed or written in the repo.
 """
+import os
 import json
 import re
 import shutil
@@ -93,6 +94,7 @@ class Recorder:
     def __init__(self):
         self.calls: list[tuple[str, dict, dict]] = []
         self.fail_on: str | None = None
+        self.writes: dict[str, list[tuple[Path, bytes]]] = {}  # stem -> files it writes through ivt_lib.core.io
 
     def __call__(self, input_path, output_path, parameters=None, **kw):
         stem = Path(input_path).stem
@@ -100,9 +102,15 @@ class Recorder:
             raise RuntimeError(f"interrupted in {stem}")
         import os
 
+        from ivt_lib.core import io
+
         kw["progress_env"] = os.environ.get("IVT_PROGRESS")  # what the kernel would inherit
+        kw["threads_env"] = os.environ.get("OMP_NUM_THREADS")
+        kw["force_env"] = os.environ.get("IVT_FORCE")
         self.calls.append((stem, dict(parameters or {}), {"output_path": output_path, **kw}))
         Path(output_path).write_text("{}")
+        for path, data in self.writes.get(stem, []):
+            io.atomic_write_bytes(path, data)  # as a notebook's results, figures and models are written
 
     def ran(self) -> list[str]:
         out = [c[0] for c in self.calls]
@@ -284,3 +292,116 @@ def test_extra_seeds_run_after_their_notebook_and_chain_into_the_next(sandbox, m
     assert rec.ran() == []
     reproduce.run(TIER)  # no seeds: the evaluation's input changed
     assert rec.ran() == [STEMS[2]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs are checked, not just stamps (issue 33, item 2): a skip verifies the sizes and hashes in the stamp
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _model(sandbox, stem=STEMS[0]) -> Path:
+    """Make ``stem`` write a 'merged model' (and a result) through ivt_lib.core.io, as notebook 03 does."""
+    out = sandbox["root"] / "runs" / TIER / "sft" / "merged" / "model.safetensors"
+    sandbox["rec"].writes[stem] = [(out, bytes(range(256)) * 64), (out.parent.parent / "sft.json", b'{"acc": 1}')]
+    return out
+
+
+def test_the_stamp_records_every_file_its_notebook_wrote(sandbox):
+    model = _model(sandbox)
+    reproduce.run(TIER)
+    stamp = json.loads((sandbox["stamps"] / f"{STEMS[0]}.json").read_text())
+    rel = str(model.relative_to(sandbox["root"]))
+    assert set(stamp["outputs"]) == {rel, str(model.parent.parent.relative_to(sandbox["root"]) / "sft.json")}
+    assert stamp["outputs"][rel]["size"] == 256 * 64 and re.fullmatch(r"[0-9a-f]{64}", stamp["outputs"][rel]["sha256"])
+    assert json.loads((sandbox["stamps"] / f"{STEMS[1]}.json").read_text())["outputs"] == {}  # wrote nothing
+    assert not list((sandbox["stamps"] / "logs").glob("*.outputs")), "the output logs are removed once stamped"
+
+
+def test_a_corrupt_output_reruns_the_notebook_that_wrote_it(sandbox, capsys):
+    """A merged SFT model cut to half its size: every notebook was 'up to date, skipped', exit 0."""
+    rec, model = sandbox["rec"], _model(sandbox)
+    reproduce.run(TIER)
+    rec.ran()
+    assert reproduce.run(TIER) == {s: 0.0 for s in STEMS} and rec.ran() == []
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    capsys.readouterr()
+    reproduce.run(TIER)
+    assert rec.ran() == [STEMS[0]], "the notebook that wrote it reruns (and rewrites it); the others are intact"
+    rel = model.relative_to(sandbox["root"])
+    assert f"{STEMS[0]}: {rel} changed since its run (16384 bytes recorded, 8192 now): rerunning" in \
+        capsys.readouterr().out
+    assert model.stat().st_size == 256 * 64
+    reproduce.run(TIER)
+    assert rec.ran() == []
+
+
+def test_a_changed_or_missing_output_reruns_too(sandbox, capsys):
+    rec, model = sandbox["rec"], _model(sandbox)
+    reproduce.run(TIER)
+    rec.ran()
+    model.write_bytes(bytes(256 * 64))  # same size, other bytes
+    reproduce.run(TIER)
+    assert rec.ran() == [STEMS[0]] and "(same size, other content): rerunning" in capsys.readouterr().out
+    shutil.rmtree(model.parent)
+    reproduce.run(TIER)
+    assert rec.ran() == [STEMS[0]] and f"{model.relative_to(sandbox['root'])} is missing: rerunning" in \
+        capsys.readouterr().out
+
+
+def test_a_file_that_a_later_notebook_rewrites_is_not_a_change(sandbox):
+    """The seeds' summary adds every seed's numbers to notebook 03's sft.json: that must not rerun notebook 03."""
+    rec, model = sandbox["rec"], _model(sandbox)
+    result = model.parent.parent / "sft.json"
+    rec.writes[STEMS[2]] = [(result, b'{"acc": 1, "seeds": {}}')]
+    reproduce.run(TIER)
+    rec.ran()
+    reproduce.run(TIER)
+    assert rec.ran() == []
+    result.write_text('{"acc": 0}')  # matches no stamp's record: corrupt
+    reproduce.run(TIER)
+    assert rec.ran() == [STEMS[0], STEMS[2]]
+
+
+def test_big_files_are_fingerprinted_by_size_and_both_ends(tmp_path, monkeypatch):
+    from ivt_lib.reproduction import outputs
+
+    monkeypatch.setattr(outputs, "FULL_HASH_MAX", 1000)
+    monkeypatch.setattr(outputs, "_END", 100)
+    f = tmp_path / "big.bin"
+    f.write_bytes(bytes(5000))
+    fp = outputs.fingerprint(f)
+    assert fp["size"] == 5000 and fp["ends_only"] is True
+    f.write_bytes(bytes(2000) + b"x" + bytes(2999))  # a middle byte: not seen (the documented limit)
+    assert outputs.fingerprint(f) == fp
+    f.write_bytes(bytes(4999) + b"x")
+    assert outputs.fingerprint(f) != fp
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reproducibility (issue 33, item 7): a fixed thread count per task, in the key and the stamp
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_every_notebook_runs_with_the_tiers_fixed_thread_count(sandbox, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what the shell had: not what the kernels get
+    reproduce.run(TIER)
+    assert [c[2]["threads_env"] for c in sandbox["rec"].calls] == ["1"] * len(STEMS)
+    assert all(json.loads((sandbox["stamps"] / f"{s}.json").read_text())["threads"] == 1 for s in STEMS)
+    assert os.environ["OMP_NUM_THREADS"] == "2", "restored after the run"
+    sandbox["rec"].ran()
+    reproduce.run(TIER, threads=2)  # another thread count: other numbers, so another key
+    assert sandbox["rec"].ran() == STEMS
+
+
+def test_the_key_holds_the_thread_count(sandbox):
+    params = sandbox["params"]
+    k1, k2, kn = (executor.keys(params, [], t) for t in (1, 2, None))
+    assert k1 == executor.keys(params, [], 1) and k1[STEMS[0]] != k2[STEMS[0]] != kn[STEMS[0]]
+
+
+def test_a_forced_run_tells_the_notebooks_to_retrain_over_corrupt_checkpoints(sandbox):
+    reproduce.run(TIER)
+    assert {c[2]["force_env"] for c in sandbox["rec"].calls} == {None}
+    sandbox["rec"].ran()
+    reproduce.run(TIER, force=True)
+    assert [c[2]["force_env"] for c in sandbox["rec"].calls] == ["1"] * len(STEMS)

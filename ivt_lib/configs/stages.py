@@ -127,11 +127,12 @@ class SFTStageConfig(GenerationStageConfig):
         super().__post_init__()
         check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
         check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
-        # -1 is the one spelling of "by epochs": -7 once meant it too, and 0 steps would silently mean it in transformers
+        # -1 is the one spelling of "by epochs": -7 once meant it too, and transformers reads 0 steps as it silently
         check(self.max_steps == BY_EPOCHS or self.max_steps >= 1, "max_steps", self.max_steps,
                f"must be {BY_EPOCHS} (train by epochs) or a step count >= 1")
         check(isinstance(self.ours_max_steps, int) and self.ours_max_steps >= BY_EPOCHS, "ours_max_steps",
-               self.ours_max_steps, f"must be {BY_EPOCHS} (train by epochs), 0 (the paper recipe's steps) or a step count")
+               self.ours_max_steps,
+               f"must be {BY_EPOCHS} (train by epochs), 0 (the paper recipe's steps) or a step count")
         check(self.lora_r >= 1, "lora_r", self.lora_r, "must be >= 1")
         check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         check(self.epochs >= 0, "epochs", self.epochs, "must be >= 0")

@@ -1,11 +1,16 @@
 """Parallel lanes for the reproduction: notebooks and training seeds that do not depend on each other run side by side,
-each in its own process with a share of the cores.
+each in its own process with the run's fixed thread count.
 
 ``python -m ivt_lib.reproduction.reproduce --tier default --seeds 1 2 --jobs 2`` (what ``make reproduce`` runs) uses this module.
 Why it pays on the embedded default: its 5 M-parameter model uses a second thread poorly (an SFT step is about 1.7x
 faster on 2 threads than on 1, batched generation about 1.4x), and loading, rendering and the papermill kernel are
 single-threaded, so two 1-thread processes get more done per second than one 2-thread process
 (``benchmarks/reproduce_lanes.py`` measures it). On a GPU tier keep ``--jobs 1``: lanes would share one device.
+
+Every task gets the run's fixed thread count (:func:`ivt_lib.reproduction.executor.task_threads`: 1 in the CPU
+tiers), never a share that depends on what else is running: a task that happened to start alone used to get every
+core, and torch's reductions then summed in another order, so the paper-credit GRPO of one seed came out different
+from run to run (issue 33: seed 2, step-0 Acc@0.5 72.1 committed, 71.3 regenerated).
 
 The dependency graph (:data:`NEEDS`): 00, 01 and 02 read only the shipped data; 03 needs 00's base answers and 02's
 traces; 04 needs 03; an extra training seed's 03 needs 00 and 02, its 04 its 03; their summary needs every seed's
@@ -36,7 +41,7 @@ NEEDS: dict[str, list[str]] = {
 SEED_NEEDS = ["00_base_model", "02_teacher_data_synthesis"]
 SUMMARY = "seeds summary"  # results/seeds.json from every seed's results: notebook 05 shows it
 SEED0 = list(STEMS)  # the notebooks an extra seed reruns, and seed 0's training, whose results the summary reads
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads them when it starts; the kernels inherit them
+THREAD_ENV = executor.THREAD_ENV
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Task:
     argv: list[str]  # the child process's arguments after ``python -m ivt_lib.reproduction.lanes``
     needs: list[str] = field(default_factory=list)
     on_done: Callable[[float], None] | None = None  # stamps the task when its process exits 0
+    env: dict[str, str] = field(default_factory=dict)  # its environment variables (threads, output log, force)
 
 
 def seed_task(seed: int, stem: str) -> str:
@@ -87,16 +93,10 @@ def downstream(needs: dict[str, list[str]]) -> dict[str, int]:
     return count
 
 
-def threads_for(jobs: int, busy: int, ready: int, cores: int | None = None) -> int:
-    """Threads for a task about to start: the cores shared among the tasks that will run beside it (at most
-    ``jobs``), so a task that will run alone gets them all."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, min(jobs, busy + ready)))
-
-
-def launch(task: Task, threads: int, log: Path) -> subprocess.Popen:
-    """Start ``python -m ivt_lib.reproduction.lanes <task.argv>`` with ``threads`` threads, its output into ``log``."""
-    env = {**os.environ, **{k: str(threads) for k in THREAD_ENV}}
+def launch(task: Task, threads: int | None, log: Path) -> subprocess.Popen:
+    """Start ``python -m ivt_lib.reproduction.lanes <task.argv>`` with ``threads`` threads (None: torch's default) and
+    ``task.env``, its output into ``log``."""
+    env = {**os.environ, **({k: str(threads) for k in THREAD_ENV} if threads is not None else {}), **task.env}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         return subprocess.Popen([sys.executable, "-m", "ivt_lib.reproduction.lanes", *task.argv], env=env, stdout=fh,
@@ -104,11 +104,11 @@ def launch(task: Task, threads: int, log: Path) -> subprocess.Popen:
 
 
 def schedule(tasks: list[Task], jobs: int, log_dir: Path, start=None, poll_s: float = 0.5,
-             cores: int | None = None) -> dict[str, float]:
+             threads: int | None = None) -> dict[str, float]:
     """Run ``tasks`` (``start(task, threads, log)`` → a process; default :func:`launch`) at most ``jobs`` at a time,
     each once the tasks it needs have finished, the ready task with the most work waiting on it first (then list
-    order); return ``{task: seconds}``. After a failure nothing new starts, the running tasks finish (and stamp), and
-    a RuntimeError names the failed task and its log."""
+    order), each with ``threads`` threads whatever runs beside it; return ``{task: seconds}``. After a failure nothing
+    new starts, the running tasks finish (and stamp), and a RuntimeError names the failed task and its log."""
     start = start or launch  # (looked up here, not bound at import: tests replace it)
     names = {t.name for t in tasks}
     below = downstream({t.name: t.needs for t in tasks})
@@ -122,9 +122,9 @@ def schedule(tasks: list[Task], jobs: int, log_dir: Path, start=None, poll_s: fl
         while ready and len(running) < jobs and not failed:
             t = ready.pop(0)
             pending.remove(t)
-            n = threads_for(jobs, len(running), len(ready) + 1, cores)
-            print(f"[lanes] {t.name}: running ({n} thread{'s' * (n > 1)}; log {log_dir / _log_name(t)})", flush=True)
-            running[t.name] = (t, start(t, n, log_dir / _log_name(t)), time.time())
+            n = "torch's default threads" if threads is None else f"{threads} thread{'s' * (threads > 1)}"
+            print(f"[lanes] {t.name}: running ({n}; log {log_dir / _log_name(t)})", flush=True)
+            running[t.name] = (t, start(t, threads, log_dir / _log_name(t)), time.time())
         if not running:
             if pending and not failed:
                 raise RuntimeError(f"tasks that can never start (a cycle?): {[t.name for t in pending]}")

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from ..analysis import seed_stats
-from ..configs import ROOT, TIERS, SFTStageConfig, load_tier
+from ..configs import TIERS, load_tier, resolve_path
 from ..core.io import atomic_write_json, write_result
+from . import executor, guards
 from .executor import NB_DIR, execute
 
 # row -> (results file, key of the row inside it; None: the file's top level is the row)
@@ -39,10 +40,8 @@ METRICS = [("step 0 Acc@0.5", ("step0", "acc@0.5")), ("last Acc@0.5", ("last", "
 
 def tier_dirs(tier: str) -> tuple[Path, Path]:
     """The tier's scratch and results folders (from notebook 03's parameters), as absolute paths."""
-    p = load_tier(tier).get("03_sft", {})
-    runs = p.get("runs_dir", SFTStageConfig.runs_dir)
-    results = p.get("results_dir", SFTStageConfig.results_dir)
-    return ROOT / runs, ROOT / results
+    p = load_tier(tier)["03_sft"]  # the tier file names them, or they are the tier's own (never another tier's)
+    return resolve_path(p["runs_dir"]), resolve_path(p["results_dir"])
 
 
 def seed_params(tier: str, seed: int, runs: Path | None = None, extra_rows: bool = False) -> dict[str, dict]:
@@ -53,9 +52,9 @@ def seed_params(tier: str, seed: int, runs: Path | None = None, extra_rows: bool
     own = runs / f"seed_{seed}"
     where = {"seed": seed, "runs_dir": str(own), "results_dir": str(own / "results"),
              "figures_dir": str(own / "figures")}
-    return {"03_sft": {**allp.get("03_sft", {}), **where, "traces_dir": str(runs / "traces"),
+    return {"03_sft": {**allp["03_sft"], **where, "traces_dir": str(runs / "traces"),
                        "ablation_jittered": False, "recipe_ours": extra_rows},
-            "04_grpo": {**allp.get("04_grpo", {}), **where, "refine_credit_ablation": extra_rows,
+            "04_grpo": {**allp["04_grpo"], **where, "refine_credit_ablation": extra_rows,
                         "single_step": False}}
 
 
@@ -221,8 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--force", action="store_true", help="rerun seeds that finished before")
     ap.add_argument("--extra-rows", action="store_true", help="also rerun ours (keep data) and refine-credit GRPO")
+    ap.add_argument("--threads", type=int, default=None, help="threads per notebook (default: as make reproduce)")
+    ap.add_argument("--wait", action="store_true", help="if a run of this tier holds its lock, wait for it")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write a committed tier's results from a tree with uncommitted changes (marked +dirty)")
     a = ap.parse_args(argv)
-    print("\n".join(markdown(run_all(a.tier, a.seeds, a.force, a.extra_rows))))
+    why = guards.refuse_dirty(executor.ROOT, a.tier, a.allow_dirty, "seeds")
+    if why:
+        print(why, file=sys.stderr)
+        return 2
+    env = executor.task_env(executor.task_threads(a.tier, a.threads), force=a.force)
+    try:
+        with guards.tier_lock(executor.ROOT, a.tier, "seeds " + " ".join(argv or sys.argv[1:]), a.wait), \
+                executor.environment(env):
+            print("\n".join(markdown(run_all(a.tier, a.seeds, a.force, a.extra_rows))))
+    except guards.TierBusy as e:
+        print(e, file=sys.stderr)
+        return 3
     return 0
 
 
