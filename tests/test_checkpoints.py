@@ -196,7 +196,8 @@ def test_a_truncated_sft_checkpoint_is_named_and_a_forced_rerun_retrains(tiny_di
 
     samples = test_samples[:8]
     starts = [bx.jitter(random.Random(i), s["bbox"], 128, 128, 0.4) for i, s in enumerate(samples)]
-    ds = traces.to_dataset(traces.synthesize(ScriptedTeacher(), traces.build_requests(samples, starts, T=2, iou_max=1.0))[0])
+    reqs = traces.build_requests(samples, starts, T=2, iou_max=1.0)
+    ds = traces.to_dataset(traces.synthesize(ScriptedTeacher(), reqs)[0])
     cfg = sft.SFTRunConfig(max_steps=2, train_batch_size=4, save_steps=1, logging_steps=1, lora_r=8, lora_alpha=16)
     ref = sft.run_sft(str(tiny_dir), ds, tmp_path / "a", cfg, device="cpu")
     sft.run_sft(str(tiny_dir), ds, tmp_path / "b", cfg, device="cpu")
@@ -209,7 +210,8 @@ def test_a_truncated_sft_checkpoint_is_named_and_a_forced_rerun_retrains(tiny_di
     out = sft.run_sft(str(tiny_dir), ds, tmp_path / "b", cfg, device="cpu", force=True)
     assert out["resumed_from"].endswith("checkpoint-1") and out["steps"] == 2
     assert [h["loss"] for h in out["log_history"]] == [h["loss"] for h in ref["log_history"]]
-    assert adapter_checksum(tmp_path / "b" / "adapter")["sha256"] == adapter_checksum(tmp_path / "a" / "adapter")["sha256"]
+    sha = [adapter_checksum(tmp_path / d / "adapter")["sha256"] for d in ("a", "b")]
+    assert sha[0] == sha[1]
     assert sft.checkpoint_problems(bad) == []  # written again, whole
 
 

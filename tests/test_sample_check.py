@@ -35,7 +35,8 @@ def _truncated_png(size=(128, 128)) -> Image.Image:
 PROBES = {  # issue 33's odd inputs: the change to one sample, and the words its error must contain
     "a 1x300 px image": (lambda s: {"image": Image.new("RGB", (1, 300)), "bbox": [0, 0, 1, 10]},
                          "1x300 px: aspect ratio 300:1 is over 200:1"),
-    "a truncated PNG": (lambda s: {"image": _truncated_png()}, "image cannot be decoded (OSError: image file is truncated"),
+    "a truncated PNG": (lambda s: {"image": _truncated_png()},
+                        "image cannot be decoded (OSError: image file is truncated"),
     "image=None": (lambda s: {"image": None}, "image is missing (None)"),
     "a box outside the image": (lambda s: {"bbox": [140.0, 10.0, 200.0, 60.0]}, "is not inside the 128x128 image"),
     "an empty expression": (lambda s: {"expression": ""}, "expression is empty"),

@@ -94,7 +94,7 @@ def json_problem(path: Path) -> str | None:
 
 
 def file_problem(path: str | Path) -> str | None:
-    """What is wrong with one file (missing, empty, cut short, unparsable), judged by its kind; None if it looks whole."""
+    """What is wrong with a file (missing, empty, cut short, unparsable), judged by its kind; None if it looks whole."""
     path = Path(path)
     if not path.is_file():
         return "is missing"
@@ -110,7 +110,7 @@ def file_problem(path: str | Path) -> str | None:
 
 
 def writer_hint(folder: str | Path) -> str:
-    """What rewrites ``folder``: git for committed data, else the notebook (with ``--force``) or command that writes it."""
+    """What rewrites ``folder``: git for committed data, else the notebook (``--force``) or command that writes it."""
     p = Path(folder).resolve().as_posix()
     root = Path(__file__).resolve().parents[2].as_posix()
     rel = p[len(root) + 1:] if p.startswith(root + "/") else p

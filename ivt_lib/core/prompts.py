@@ -29,7 +29,7 @@ CAPTION_TEXT = "Name the object in the image. Answer with its colour and shape."
 
 
 def expression_problem(expression) -> str | None:
-    """Why ``expression`` cannot be asked about (not text, empty, longer than :data:`MAX_EXPRESSION_CHARS`), else None."""
+    """Why ``expression`` cannot be asked (not text, empty, longer than :data:`MAX_EXPRESSION_CHARS`), else None."""
     if not isinstance(expression, str):
         return f"expression is a {type(expression).__name__}, not text"
     if not expression.strip():

@@ -110,7 +110,7 @@ def sample_problems(samples: Sequence[dict]) -> list[SampleProblem]:
 
 
 def check_samples(samples: Sequence[dict], what: str = "run_loop") -> list[Image.Image]:
-    """Each sample's image as RGB, or :class:`InvalidSamplesError` naming every invalid sample (``what``: the caller)."""
+    """Each sample's image as RGB, or :class:`InvalidSamplesError` naming every invalid one (``what``: the caller)."""
     images, problems = [], []
     for i, s in enumerate(samples):
         problem, rgb = _check(i, s)

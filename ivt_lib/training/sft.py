@@ -104,7 +104,7 @@ RESUME_FILES = ("adapter_model.safetensors", "trainer_state.json", "optimizer.pt
 
 
 def checkpoint_problems(checkpoint: str | Path) -> list[tuple[str, str]]:
-    """``(file, problem)`` for each file of a Trainer checkpoint that a resume reads and that is missing or cut short."""
+    """``(file, problem)`` for each file a resume reads from a Trainer checkpoint that is missing or cut short."""
     ck = Path(checkpoint)
     names = set(RESUME_FILES) | {p.name for p in ck.iterdir() if p.suffix in (".pt", ".pth", ".json", ".safetensors")}
     return folder_problems(ck, sorted(names))
