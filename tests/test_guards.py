@@ -136,6 +136,8 @@ def test_results_written_by_a_run_do_not_make_the_tree_dirty(repo):
     (repo / "results" / "r.json").write_text('{"acc": 1}\n')
     (repo / "figures" / "f.png").write_text("other png")
     (repo / "README.md").write_text("# y\n")
+    (repo / "notebooks" / "executed" / "default").mkdir(parents=True)  # executed notebooks: the run's, committed
+    (repo / "notebooks" / "executed" / "default" / "00_a.ipynb").write_text("{}")
     assert io.dirty_paths(repo) == [] and not io.git_sha(repo).endswith("+dirty")
     (repo / "ivt_lib" / "x.py").write_text("A = 2\n")
     (repo / "ivt_lib" / "new.py").write_text("B = 1\n")  # untracked code is what the results depend on too

@@ -27,6 +27,7 @@ OUTPUT_LOG_ENV = "IVT_OUTPUT_LOG"
 # and the tier files. Not results/ or figures/: a run rewrites those itself, so counting them flagged every result of
 # a clean checkout's second run as dirty.
 SOURCE_PATHS = ("ivt_lib", "notebooks", "params", "data", "pyproject.toml")
+RUN_OUTPUTS = ("notebooks/executed",)  # inside SOURCE_PATHS, but written by the run (the default tier's are committed)
 
 
 def note_output(path: str | Path) -> None:
@@ -132,8 +133,9 @@ def dirty_paths(repo: str | Path = ".") -> list[str] | None:
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True,
                              check=True).stdout.strip()
-        out = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS], cwd=top, capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(["git", "status", "--porcelain", "--", *SOURCE_PATHS,
+                              *(f":(exclude){p}" for p in RUN_OUTPUTS)], cwd=top, capture_output=True, text=True,
+                             check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return [line for line in out.splitlines() if line.strip()]
