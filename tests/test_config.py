@@ -432,8 +432,13 @@ def test_an_extra_section_is_refused(tier_dir):
 
 def test_a_section_given_twice_is_refused(tier_dir):
     path = tier_dir / "smoke.yaml"
-    path.write_text(path.read_text() + "03_sft:\n  tier: smoke\n")  # safe_load would keep this one, silently
-    assert "'03_sft' is given twice" in str(_error())
+    text = path.read_text()
+    path.write_text(text + "03_sft:\n  tier: smoke\n")  # safe_load would keep this one, silently
+    n = text.count("\n")
+    assert str(_error()) == (f"params/smoke.yaml, section 03_sft: given twice (lines "
+                             f"{text.splitlines().index('03_sft:') + 1} and {n + 1}): give it once")
+    path.write_text(text.replace("  max_steps: 2\n", "  max_steps: 2\n  max_steps: -7\n"))
+    assert str(_error()).startswith("params/smoke.yaml, section 03_sft, key max_steps: given twice (lines ")
 
 
 def test_a_missing_section_is_refused(tier_dir):

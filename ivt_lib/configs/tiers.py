@@ -54,27 +54,31 @@ def _suggest(name: Any, options) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _yaml_mapping(text: str, file: str) -> Any:
-    """``yaml.safe_load`` that refuses a key given twice (plain safe_load keeps the last one without a word)."""
+def _load_yaml(text: str, file: str) -> Any:
+    """``yaml.safe_load`` of a tier file, refusing a section or key given twice (safe_load keeps the last one)."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-        seen = set()
-        for k, _ in node.value:
-            key = loader.construct_object(k)
-            if key in seen:
-                raise _error(file, f"{key!r} is given twice (line {k.start_mark.line + 1}); give it once")
-            seen.add(key)
-        return loader.construct_mapping(node)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     try:
-        return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader subclass: safe_load's constructors)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if isinstance(root, yaml.MappingNode):
+            _no_repeats(root, file, None)
+            for k, v in root.value:
+                if isinstance(v, yaml.MappingNode):
+                    _no_repeats(v, file, k.value)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise _error(file, f"not valid YAML: {e}") from None
+
+
+def _no_repeats(node: Any, file: str, section: str | None) -> None:
+    """Refuse a key given twice in one mapping node (a section of the file, or a key of ``section``)."""
+    first: dict[str, int] = {}
+    for k, _ in node.value:
+        line = k.start_mark.line + 1
+        if k.value in first:
+            why = f"given twice (lines {first[k.value]} and {line}): give it once"
+            raise _error(file, why, k.value) if section is None else _error(file, why, section, k.value)
+        first[k.value] = line
 
 
 def read_tier_file(path: str | Path, tier: str) -> dict[str, dict]:
@@ -84,7 +88,7 @@ def read_tier_file(path: str | Path, tier: str) -> dict[str, dict]:
     stems = list(NOTEBOOK_CONFIGS)
     if not path.exists():
         raise _error(file, f"no such tier file (the {tier} tier's parameters)")
-    data = _yaml_mapping(path.read_text(), file)
+    data = _load_yaml(path.read_text(), file)
     if data is None:
         raise _error(file, f"the file is empty: it needs one section per notebook ({', '.join(stems)}), each with at "
                            f"least `tier: {tier}`")
