@@ -186,7 +186,7 @@ def test_executed_notebooks_show_no_machine_paths_warnings_or_raw_tables(smoke_c
                 text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
                 where = (nb.stem, i, text[:160])
                 assert str(root_dir) not in text, where  # (the smoke chain's own tmp folder is a test artefact)
-                assert "Warning" not in text and "{'loss'" not in text, where
+                assert "Warning" not in text and "{'loss'" not in text and "{'train_runtime'" not in text, where
                 assert not (o.get("name") == "stderr" and "INFO" in text), where
                 if o.get("output_type") == "execute_result" and "text/html" in o.get("data", {}):
                     assert not re.search(r"\b0\.\d{5,}\b", text), where

@@ -36,3 +36,16 @@ def test_loop_prints_no_bar_when_quiet(monkeypatch, capsys, test_samples):
     monkeypatch.setenv(progress.ENV, "0")
     run_loop(Box(), test_samples[:2], T=2, show_progress=True)
     assert "refine steps" not in capsys.readouterr().err
+
+
+def test_quiet_trainer_drops_the_log_printer(tmp_path):
+    """Unattended (no progress bars), Trainer prints each log dict; the notebooks plot log_history instead."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), disable_tqdm=True, report_to="none", use_cpu=True)
+    trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
+    kinds = lambda: [type(c) for c in trainer.callback_handler.callbacks]  # noqa: E731
+    assert PrinterCallback in kinds()
+    assert progress.quiet_trainer(trainer) is trainer and PrinterCallback not in kinds()

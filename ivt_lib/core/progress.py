@@ -20,3 +20,12 @@ def enabled() -> bool:
 def quiet() -> None:
     """Turn every progress bar off for this process and the kernels it starts (papermill runs)."""
     os.environ.update(QUIET_ENV)
+
+
+def quiet_trainer(trainer):
+    """Without progress bars, transformers' Trainer prints every log dict (``{'loss': '0.7179', ...}``) through its
+    PrinterCallback; drop it: the logs stay in ``trainer.state.log_history``, which the notebooks plot. Returns it."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer

@@ -201,6 +201,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
                          peft_config=peft_cfg)
+    progress.quiet_trainer(trainer)
     # trl computes this loss itself (token sum / ``num_items_in_batch``), but Trainer only counts the tokens of the
     # whole global batch when the *model* says it accepts loss kwargs, and Qwen-VL classes say no (about their own
     # forward's loss). Without this, each DDP process averages over its own tokens and the update depends on how a

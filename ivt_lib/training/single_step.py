@@ -95,10 +95,11 @@ def make_trainer(model_path: str, samples: Sequence[dict], out_dir: str | Path, 
         save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
         use_cpu=device == "cpu", bf16=dtype == "bfloat16", report_to="none", disable_tqdm=not progress.enabled(),
         remove_unused_columns=False)
-    return GRPOTrainer(model=model, args=args, reward_funcs=[iou, format_reward],
-                       train_dataset=grounding_dataset(samples, resized), processing_class=processor,
-                       peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                              target_modules=LLM_TARGETS, task_type="CAUSAL_LM"))
+    trainer = GRPOTrainer(model=model, args=args, reward_funcs=[iou, format_reward],
+                          train_dataset=grounding_dataset(samples, resized), processing_class=processor,
+                          peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                                 target_modules=LLM_TARGETS, task_type="CAUSAL_LM"))
+    return progress.quiet_trainer(trainer)
 
 
 def run_single_step(model_path: str, samples: Sequence[dict], out_dir: str | Path, cfg: SingleStepConfig,
