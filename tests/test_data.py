@@ -238,6 +238,13 @@ def test_validate_records_bbox_outside_image_names_sample(bbox):
         splits.validate_records([_row("box-2", bbox=bbox)])
 
 
+@pytest.mark.parametrize("expression", ["", "x" * 1001], ids=["empty", "too-long"])
+def test_validate_records_unaskable_expression_names_sample(expression):
+    with pytest.raises(ValueError, match="sample 'expr-4': expression is"):
+        splits.validate_records([{**_row("ok"), "expression": "the blue circle"},
+                                 {**_row("expr-4"), "expression": expression}])
+
+
 def test_validate_records_empty_raises():
     with pytest.raises(ValueError, match="empty"):
         splits.validate_records([], name="nothing")

@@ -474,3 +474,15 @@ def test_paper_tier_notebooks_run_on_the_fixture_benchmark(saved_benchmark, tier
     naive = json.loads((tmp_path / "results" / "naive_iteration.json").read_text())
     assert base["overall"]["n"] == 3 and set(base["by_family"]) <= {"refcocog", "refl4", "refadv"}
     assert len(naive["per_step"]) == params["01_naive_iteration_collapse"]["T"] + 1
+
+
+def test_unaskable_expressions_are_dropped_with_a_count_and_their_ids(caplog):
+    """A real set's empty or over-long expression is dropped at load time, counted and named, not left to stop the
+    loop later."""
+    good = {"id": "s:1", "image": {"bytes": b"", "path": None}, "expression": "the dog", "bbox": [1.0, 1.0, 5.0, 5.0],
+            "family": "refadv", "source": "src", "width": 10, "height": 10, "objects": [], "target": -1}
+    rows = [good, {**good, "id": "s:2", "expression": ""}, {**good, "id": "s:3", "expression": "y" * 1001}]
+    with caplog.at_level(logging.WARNING, logger="ivt_lib.corpora.paper_data"):
+        out = paper_data._finish(rows, "refadv")
+    assert [r["id"] for r in out] == ["s:1"]
+    assert "dropped 2 samples whose expression cannot be asked" in caplog.text and "'s:2'" in caplog.text

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..core import boxes
+from ..core.prompts import expression_problem
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,19 @@ def make_record(sid: str, image: dict, expression: str, box: Sequence[float], fm
 
 
 def _finish(records: Iterable[dict | None], family: str) -> list[dict]:
-    """Drop (and report) samples whose box was empty; check that ids are unique."""
+    """Drop (and report, with a count and the first ids) samples whose box was empty or whose expression cannot be
+    asked (empty, over :data:`~ivt_lib.core.prompts.MAX_EXPRESSION_CHARS`); check that ids are unique."""
     got = list(records)
     out = [r for r in got if r is not None]
     if len(out) < len(got):
         log.warning("%s: dropped %d samples whose box is empty after clipping to the image", family,
                     len(got) - len(out))
+    bad = [(r["id"], expression_problem(r["expression"])) for r in out if expression_problem(r["expression"])]
+    if bad:
+        log.warning("%s: dropped %d samples whose expression cannot be asked, e.g. %s", family, len(bad),
+                    "; ".join(f"{i!r}: {why}" for i, why in bad[:3]))
+        dropped = {i for i, _ in bad}
+        out = [r for r in out if r["id"] not in dropped]
     ids = [r["id"] for r in out]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{family}: sample ids are not unique")

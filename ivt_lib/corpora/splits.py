@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 
 from ..core.io import atomic_dir
+from ..core.prompts import expression_problem
+from ..core.sample_check import box_problem
 from .records import iter_split
 
 log = logging.getLogger(__name__)
@@ -88,9 +90,9 @@ def cap_image(record: dict, max_pixels: int) -> dict:
 
 
 def validate_records(rows, name: str = "dataset") -> list[dict]:
-    """Decode and check every record (image opens, bbox is 4 finite numbers inside the image)."""
+    """Decode and check every record (image opens, bbox is 4 finite numbers inside the image, the expression can be
+    asked); the first bad record raises, naming it."""
     import io
-    import math
 
     from PIL import Image, UnidentifiedImageError
 
@@ -109,19 +111,11 @@ def validate_records(rows, name: str = "dataset") -> list[dict]:
             img = img.convert("RGB")
         except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{name}: sample {sid!r} has a corrupt or unreadable image: {exc}") from exc
-        b = r.get("bbox")
-        try:
-            box = [float(v) for v in b]
-        except (TypeError, ValueError):
-            box = None
-        if box is None or len(box) != 4 or not all(math.isfinite(v) for v in box):
-            raise ValueError(f"{name}: sample {sid!r} has an invalid bbox {b!r}")
-        x1, y1, x2, y2 = box
         w, h = img.size
-        tol = 1.0  # px; float rounding of xywh -> xyxy conversions
-        if not (-tol <= x1 < x2 <= w + tol and -tol <= y1 < y2 <= h + tol):
-            raise ValueError(f"{name}: sample {sid!r} has a bbox {box} that is not an xyxy box inside its "
-                             f"{w}x{h} image")
+        problem = box_problem(r.get("bbox"), w, h) or ("expression" in r and expression_problem(r["expression"]))
+        if problem:  # the loop's own rule (core.sample_check), so a split that loads also runs
+            raise ValueError(f"{name}: sample {sid!r}: {problem}")
+        box = [float(v) for v in r["bbox"]]
         out.append({**r, "image": img, "bbox": box})
     if not out:
         raise ValueError(f"{name} is empty")
