@@ -162,7 +162,7 @@ class GRPOStageConfig(GenerationStageConfig):
     anchor_step0: bool = False
     refine_credit_ablation: bool = True
     val_every: int = 10
-    val_n: int = 48
+    val_n: int = 144
     learning_rate: float = 5e-4
     beta: float = 0.04
     epsilon: float = 0.2
