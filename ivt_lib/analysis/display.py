@@ -38,6 +38,8 @@ def column_format(col) -> str | None:
 
 
 def _cell(x, kind: str | None) -> str:
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, float)) for v in x):  # e.g. a CI [lo, hi]
+        return "[" + ", ".join(_cell(v, kind) for v in x) + "]"
     if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:  # NaN and non-numbers pass through
         return "–" if isinstance(x, float) and x != x else str(x)
     if kind == "pct":
@@ -56,6 +58,17 @@ def paper_frame(df: pd.DataFrame) -> pd.DataFrame:
     out.columns = [f"{_name(c)} (%)" if column_format(c) == "pct" and not isinstance(c, tuple) else c
                    for c in df.columns]
     return out
+
+
+def rel(path) -> str:
+    """``path`` as the reader should see it: relative to the project root when it lies under it."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 class _RelativePaths(logging.Filter):
@@ -93,3 +106,5 @@ def setup_notebook(level: int = logging.INFO) -> None:
     fmt = ip.display_formatter.formatters
     fmt["text/html"].for_type(pd.DataFrame, lambda df: paper_frame(df).to_html())
     fmt["text/plain"].for_type(pd.DataFrame, lambda df, p, cycle: p.text(paper_frame(df).to_string()))
+    fmt["text/html"].for_type(pd.Series, lambda s: paper_frame(s.to_frame()).to_html())
+    fmt["text/plain"].for_type(pd.Series, lambda s, p, cycle: p.text(paper_frame(s.to_frame()).to_string()))
