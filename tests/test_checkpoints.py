@@ -1,9 +1,7 @@
 """Checkpoints and saved models: corrupt ones are named with what to do, a forced rerun retrains over them, state is
 saved without pickle and old ``state.pt`` checkpoints still resume, read with ``weights_only=True`` (issue 33,
 items 2 and 6)."""
-import json
 import os
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -124,7 +122,6 @@ def test_an_old_format_grpo_checkpoint_resumes_to_the_same_run(tiny_dir, tmp_pat
 
 
 def test_an_old_format_base_training_checkpoint_resumes(tmp_path, monkeypatch):
-    from safetensors.torch import load_file
 
     from ivt_lib.embedded import train_base as tb
 

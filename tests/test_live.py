@@ -1,5 +1,4 @@
 """Live mode and the side-by-side view (ivt_lib.analysis.live), driven from Python with scripted policies."""
-import pytest
 
 from ivt_lib.analysis import live
 from ivt_lib.core.loop import Generation
