@@ -190,3 +190,14 @@ def test_executed_notebooks_show_no_machine_paths_warnings_or_raw_tables(smoke_c
                 assert not (o.get("name") == "stderr" and "INFO" in text), where
                 if o.get("output_type") == "execute_result" and "text/html" in o.get("data", {}):
                     assert not re.search(r"\b0\.\d{5,}\b", text), where
+
+
+def test_no_notebook_shadows_ipythons_display():
+    """A notebook that calls IPython's display() must not bind that name to ivt_lib's display module (notebook 05's
+    seeds cell once failed with "'module' object is not callable", a branch the one-seed smoke tier never runs)."""
+    import re
+
+    for nb in NBS:
+        src = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        binds = re.search(r"from ivt_lib\.analysis import [^\n#]*\bdisplay\b(?! as)", src)
+        assert not (binds and re.search(r"(?<![.\w])display\(", src)), nb.stem
