@@ -27,7 +27,10 @@ def test_forest_plot_is_drawn_from_the_committed_results(tmp_path):
 
     ev = json.loads((ROOT / "results" / "evaluation.json").read_text())
     shutil.copy(ROOT / "figures" / "forest_acc05.png", tmp_path / "f.png")
+    shutil.copy(ROOT / "figures" / "forest_acc05.provenance.json", tmp_path / "f.provenance.json")
     assert forest.save(ev, tmp_path / "f.png") == [], FIX  # redrawing changes no byte
+    (tmp_path / "f.provenance.json").unlink()  # like every figure, it has a provenance sidecar
+    assert forest.save(ev, tmp_path / "f.png") == [tmp_path / "f.png"] and (tmp_path / "f.provenance.json").exists()
 
 
 def test_readme_is_one_screen_plus_links_for_a_reader():

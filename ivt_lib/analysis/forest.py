@@ -90,14 +90,19 @@ def text_problems(fig) -> list[str]:
     return out
 
 
-def save(ev: dict, path: Path) -> list[Path]:
-    """Draw the forest plot of ``ev`` (an ``evaluation.json``) to ``path``; write only if the image changed."""
+def save(ev: dict, path: Path, params: dict | None = None) -> list[Path]:
+    """Draw the forest plot of ``ev`` (an ``evaluation.json``) to ``path`` with its provenance sidecar, as every figure
+    has; write only what changed (an unchanged image keeps its bytes and its sidecar)."""
+    from ..core.io import atomic_write_json, provenance, relative_paths
+
+    path = Path(path)
     fig = forest_figure(ev["deployable_vs_oracle"])
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
-    data = buf.getvalue()
-    if path.exists() and path.read_bytes() == data:
+    data, side = buf.getvalue(), path.with_suffix(".provenance.json")
+    if path.exists() and path.read_bytes() == data and side.exists():
         return []
     atomic_write_bytes(path, data)
+    atomic_write_json(side, relative_paths(provenance(params)))
     return [path]
