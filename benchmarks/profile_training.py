@@ -191,9 +191,9 @@ def main() -> None:
             print(f"validation pass ({g['val_n']} samples x T+1 steps, greedy): {g['validation_s']:.1f} s")
     out["load_avg_1_15_end"] = [round(x, 2) for x in os.getloadavg()[::2]]
     if a.out:
-        from ivt_lib.core.io import atomic_write_json
+        from ivt_lib.core.io import atomic_write_json, relative_paths
 
-        atomic_write_json(Path(a.out), out)
+        atomic_write_json(Path(a.out), relative_paths(out))
 
 
 if __name__ == "__main__":

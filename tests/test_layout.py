@@ -34,6 +34,8 @@ def imports_of(path: Path, known: set[str], pkg: Path = PKG) -> set[str]:
             else:
                 mod = node.module or ""
             targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod for a in node.names]
+            if node.level and not node.module:  # `from . import x` first runs the package's own __init__
+                targets.append(mod)
         else:
             continue
         for t in targets:
@@ -139,6 +141,12 @@ def test_a_planted_upward_import_is_caught(planted):
     f = planted / "core" / "boxes.py"
     f.write_text(f.read_text() + "\n\ndef _late():\n    from ..training import grpo  # noqa: F401\n")
     assert ("ivt_lib.core.boxes", "ivt_lib.training.grpo") in upward(graph(planted))
+
+
+def test_a_sibling_import_through_a_reexporting_package_is_a_cycle(planted):
+    f = planted / "configs" / "tiers.py"  # configs/__init__ imports tiers; tiers importing `from . import` closes it
+    f.write_text(f.read_text() + "\n\nif False:\n    from . import base  # noqa: F401\n")
+    assert any({"ivt_lib.configs", "ivt_lib.configs.tiers"} <= set(c) for c in cycles(graph(planted)))
 
 
 def test_a_planted_cycle_is_caught(planted):

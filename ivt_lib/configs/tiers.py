@@ -16,15 +16,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import base
-from .base import TIER_FOLDERS, TIERS, ConfigError, StageConfig, check, ownership_problem
+from .base import TIER_FOLDERS, TIERS, ConfigError, StageConfig, check, ownership_problem, resolve_path
 from .stages import NOTEBOOK_CONFIGS
 
 
 def tier_file(tier: str) -> Path:
     """The parameter file of a tier."""
     check(tier in TIERS, "tier", tier, f"must be one of {TIERS}")
-    return base.ROOT / "params" / f"{tier}.yaml"
+    return resolve_path(Path("params") / f"{tier}.yaml")  # (read at call time: tests move the root)
 
 
 def load_tier(tier: str) -> dict[str, dict]:
@@ -36,7 +35,7 @@ def load_tier(tier: str) -> dict[str, dict]:
 def _shown(path: Path) -> str:
     """A tier file as its errors name it: relative to the project root when inside it."""
     try:
-        return str(path.resolve().relative_to(base.ROOT.resolve()))
+        return str(path.resolve().relative_to(resolve_path(".").resolve()))
     except ValueError:
         return str(path)
 
