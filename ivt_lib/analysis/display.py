@@ -15,6 +15,7 @@ import warnings
 import pandas as pd
 
 from ..configs import ROOT
+from ..core.io import relative_paths
 
 # column names (or their last level) shown x100 with one decimal: accuracies, rates and shares of samples
 PERCENT = re.compile(r"(^|[ _(])(acc@|parse|rate|share|improve|degrade|stay|honoured|chance|toward|away|unchanged"
@@ -62,13 +63,7 @@ def paper_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def rel(path) -> str:
     """``path`` as the reader should see it: relative to the project root when it lies under it."""
-    from pathlib import Path
-
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    return relative_paths(str(path))
 
 
 class _RelativePaths(logging.Filter):
