@@ -236,6 +236,53 @@ def test_stability_single_step():
                                                          "degrade": 0.0, "stay": 1.0, "n": 2}
 
 
+def test_stability_bands_boundaries_count_as_moves():
+    # deltas: +0.01, -0.01, +0.05, -0.05, +0.10, -0.10 (exactly on each band, as decimals), 0
+    trajs = [traj([0.30, 0.31]), traj([0.30, 0.29]), traj([0.30, 0.35]), traj([0.30, 0.25]),
+             traj([0.30, 0.40]), traj([0.30, 0.20]), traj([0.30, 0.30])]
+    s = mt.stability_bands(trajs)
+    assert list(s) == ["0.01", "0.05", "0.1"]
+    assert s["0.01"]["improve"] == pytest.approx(3 / 7) and s["0.01"]["degrade"] == pytest.approx(3 / 7)
+    assert s["0.05"]["improve"] == pytest.approx(2 / 7) and s["0.05"]["degrade"] == pytest.approx(2 / 7)
+    assert s["0.1"]["improve"] == pytest.approx(1 / 7) and s["0.1"]["degrade"] == pytest.approx(1 / 7)
+    assert [s[k]["stay"] for k in s] == pytest.approx([1 / 7, 3 / 7, 5 / 7])
+    assert all(s[k]["n"] == 7 for k in s)
+    assert s["0.01"]["stay"] == pytest.approx(mt.stability(trajs)["stay"])  # the 0.01 band is stability()
+
+
+def test_stability_bands_just_inside_the_band_is_stay():
+    s = mt.stability_bands([traj([0.30, 0.30 + 0.0499]), traj([0.30, 0.30 - 0.0499])], bands=(0.05,))
+    assert s["0.05"]["stay"] == 1.0 and s["0.05"]["improve"] == 0.0 and s["0.05"]["degrade"] == 0.0
+
+
+def test_stability_bands_splits_stay_by_step0_iou():
+    trajs = [traj([0.9, 0.9]),    # stay, good
+             traj([0.5, 0.52]),   # stay at 0.05 (good: 0.5 is inclusive), improve at 0.01
+             traj([0.2, 0.2]),    # stay, bad
+             traj([0.49, 0.46]),  # stay at 0.05 (bad), degrade at 0.01
+             traj([0.1, 0.8])]    # improve everywhere: never in the split
+    s = mt.stability_bands(trajs, bands=(0.01, 0.05))
+    assert s["0.01"]["kept_good"] == pytest.approx(1 / 5) and s["0.01"]["stayed_bad"] == pytest.approx(1 / 5)
+    assert s["0.05"]["kept_good"] == pytest.approx(2 / 5) and s["0.05"]["stayed_bad"] == pytest.approx(2 / 5)
+    assert mt.stability_bands(trajs, bands=(0.05,), good_iou=0.95)["0.05"]["kept_good"] == 0.0
+    for b in s.values():
+        assert b["improve"] + b["degrade"] + b["stay"] == pytest.approx(1.0)
+        assert b["kept_good"] + b["stayed_bad"] == pytest.approx(b["stay"])
+
+
+def test_stability_bands_last_vs_first_single_step_and_errors():
+    s = mt.stability_bands([traj([0.8, 0.2, 0.8]), traj([0.3, 0.0, 0.3])])
+    assert all(b["stay"] == 1.0 for b in s.values())  # intermediate dips do not count
+    one = mt.stability_bands([traj([0.7]), traj([0.2])])
+    assert all(b["stay"] == 1.0 and b["kept_good"] == 0.5 and b["stayed_bad"] == 0.5 for b in one.values())
+    with pytest.raises(ValueError):
+        mt.stability_bands([])
+    with pytest.raises(ValueError):
+        mt.stability_bands([traj([0.1, 0.2]), traj([0.1])])
+    with pytest.raises(ValueError):
+        mt.stability_bands([traj([0.1, 0.2])], bands=(0.0,))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # by_family and report
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,7 +301,7 @@ def test_report_structure_and_values():
     trajs = [traj([0.2, 0.8, 0.5], family="x"), traj([0.9, 0.1, 0.5], family="y")]
     r = mt.report(trajs)
     assert set(r) == {"per_step", "step0", "last", "oracle_best_step (uses GT)", "stop_when_still", "confidence",
-                      "stability", "by_family_step0", "by_family_last"}
+                      "stability", "stability_bands", "by_family_step0", "by_family_last"}
     assert len(r["per_step"]) == 3
     assert r["step0"]["mean_iou"] == pytest.approx(0.55)
     assert r["last"]["mean_iou"] == pytest.approx(0.5)
@@ -266,3 +313,5 @@ def test_report_structure_and_values():
     assert r["confidence"]["mean_iou"] == pytest.approx(0.55)
     assert math.isclose(r["stability"]["degradation"], (0.3 + 0.8 + 0.0 + 0.0) / 4)
     assert set(r["by_family_step0"]) == {"x", "y"}
+    assert r["stability_bands"] == mt.stability_bands(trajs)
+    assert r["stability_bands"]["0.01"]["stay"] == r["stability"]["stay"] == 0.0

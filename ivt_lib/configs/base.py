@@ -227,6 +227,26 @@ class GenerationStageConfig(StageConfig):
                 "vllm_gpu_memory": self.vllm_gpu_memory}
 
 
+class HasView:
+    """A stage with feedback-view parameters (``feedback``, ``zoom_margin``, ``zoom_size``)."""
+
+    def view(self):
+        """The stage's view as the loop, the traces and GRPO take it (:class:`ivt_lib.core.feedback.ViewSettings`)."""
+        from ..core.feedback import ViewSettings
+
+        return ViewSettings(self.feedback, self.zoom_margin, self.zoom_size)
+
+
+def check_view(feedback: str, zoom_margin: float, zoom_size: int) -> None:
+    """The feedback-view parameters of a stage (``ivt_lib.core.feedback``): the paper's overlay, or ours, zoom."""
+    from ..core.feedback import FEEDBACK_VIEWS
+
+    check(feedback in FEEDBACK_VIEWS, "feedback", feedback,
+          f"must be one of {', '.join(FEEDBACK_VIEWS)} (overlay: the paper's view; zoom: ours)")
+    check(0.0 <= zoom_margin <= 4.0, "zoom_margin", zoom_margin, "must be in [0, 4] (a share of the box's side)")
+    check(isinstance(zoom_size, int) and 32 <= zoom_size <= 1024, "zoom_size", zoom_size, "must be an int in [32, 1024] px")
+
+
 def model_source(value: str) -> str:
     """A model parameter as ``from_pretrained`` wants it: a resolved local folder, or the hub id unchanged."""
     local = resolve_path(value)

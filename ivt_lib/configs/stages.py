@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import GenerationStageConfig, StageConfig, check
+from .base import GenerationStageConfig, HasView, StageConfig, check, check_view
 
 BY_EPOCHS = -1  # max_steps / ours_max_steps: train for ``epochs`` (transformers' own "no step cap")
 
@@ -60,7 +60,7 @@ class NaiveConfig(GenerationStageConfig):
 
 
 @dataclass
-class TeacherSynthConfig(GenerationStageConfig):
+class TeacherSynthConfig(HasView, GenerationStageConfig):
     """Notebook 02: teacher traces from the base model's own step-0 errors on the train split."""
 
     split: str = "train"
@@ -78,11 +78,15 @@ class TeacherSynthConfig(GenerationStageConfig):
     recipe_ours: bool = True
     reasoning: bool = False  # box-only traces: with reasoning text the 5 M model wrote garbled reasoning after SFT
     traces_dir: str = ""  # "" = <runs_dir>/traces
+    feedback: str = "overlay"  # how refine steps show the previous box: overlay (the paper's) | zoom (ours)
+    zoom_margin: float = 0.5
+    zoom_size: int = 128
 
     OUTPUTS = (*StageConfig.OUTPUTS, "traces_dir")  # the traces are written here
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_view(self.feedback, self.zoom_margin, self.zoom_size)
         check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
         check(self.max_trajectories >= 0, "max_trajectories", self.max_trajectories, "must be >= 0 (0 = no cap)")
         check(0.0 <= self.iou_min < self.iou_max <= 1.0, "iou_min/iou_max", (self.iou_min, self.iou_max),
@@ -97,7 +101,7 @@ class TeacherSynthConfig(GenerationStageConfig):
 
 
 @dataclass
-class SFTStageConfig(GenerationStageConfig):
+class SFTStageConfig(HasView, GenerationStageConfig):
     """Notebook 03: LoRA SFT on the teacher traces, then the T-step evaluation."""
 
     max_new_tokens: int = 32
@@ -120,11 +124,15 @@ class SFTStageConfig(GenerationStageConfig):
     recipe_ours: bool = True
     ours_max_steps: int = 0
     grid_n: int = 6
+    feedback: str = "overlay"  # must match the traces' view (notebook 02): overlay (the paper's) | zoom (ours)
+    zoom_margin: float = 0.5
+    zoom_size: int = 128
 
     SIGNED = frozenset({"max_steps", "ours_max_steps"})  # BY_EPOCHS, checked below
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_view(self.feedback, self.zoom_margin, self.zoom_size)
         check(isinstance(self.T, int) and self.T >= 1, "T", self.T, "must be an int >= 1")
         check(0.0 < self.still_eps < 1.0, "still_eps", self.still_eps, "must be in (0, 1)")
         # -1 is the one spelling of "by epochs": -7 once meant it too, and transformers reads 0 steps as it silently
@@ -143,7 +151,7 @@ class SFTStageConfig(GenerationStageConfig):
 
 
 @dataclass
-class GRPOStageConfig(GenerationStageConfig):
+class GRPOStageConfig(HasView, GenerationStageConfig):
     """Notebook 04: multi-step GRPO from the SFT model, and the single-step trl GRPO ablation from the base."""
 
     max_new_tokens: int = 32
@@ -175,9 +183,13 @@ class GRPOStageConfig(GenerationStageConfig):
     single_step: bool = False
     single_step_steps: int = 60
     grid_n: int = 6
+    feedback: str = "overlay"  # overlay (the paper's) | zoom (ours): as the SFT model was trained
+    zoom_margin: float = 0.5
+    zoom_size: int = 128
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_view(self.feedback, self.zoom_margin, self.zoom_size)
         check(isinstance(self.sft_model, str) and bool(self.sft_model), "sft_model", self.sft_model,
                "must name notebook 03's merged model (folder) or a hub id")
         check(self.train_n >= 0, "train_n", self.train_n, "must be >= 0 (0 = the whole train split)")

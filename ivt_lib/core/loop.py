@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from . import boxes as bx
 from . import progress
 from .parsing import answer_box
-from .prompts import PROMPT_FORMATS, step0_messages, step_messages
-from .render import draw_box, overlay_style
+from .feedback import ViewSettings, refine_view
+from .prompts import PROMPT_FORMATS, step0_messages
+from .render import overlay_style
 from .sample_check import check_samples
 from .sampling import SeededSampler, derive_seed
 from .trajectory import StepRecord, Trajectory, load_trajectories, save_trajectories  # noqa: F401 (re-exported)
@@ -46,10 +47,16 @@ class PromptTooLong(ValueError):
 
 
 class Policy(Protocol):
-    """Anything that turns (messages, image) pairs into generations, batched."""
+    """Anything that turns (messages, image) pairs into generations, batched; a pair's image may be a list (the
+    zoom view's two images, in the order of the message's image placeholders)."""
 
-    def generate(self, messages: list[list[dict]], images: list[Image.Image],
+    def generate(self, messages: list[list[dict]], images: list[Image.Image | list[Image.Image]],
                  seeds: Sequence[int] | None = None) -> list[Generation]: ...
+
+
+def flat_images(images: Sequence) -> list[Image.Image]:
+    """One flat list of images in placeholder order, from per-prompt images or lists of them (what processors take)."""
+    return [im for x in images for im in (x if isinstance(x, (list, tuple)) else [x])]
 
 
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
@@ -99,7 +106,7 @@ class HFPolicy:
         tok = self.processor.tokenizer
         old, tok.padding_side = tok.padding_side, padding_side
         try:
-            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            enc = self.processor(text=texts, images=flat_images(images), padding=True, return_tensors="pt")
         finally:
             tok.padding_side = old
         return enc.to(self.model.device)
@@ -151,17 +158,17 @@ class HFPolicy:
 
 
 def _step_record(gen: Generation, gt, w: int, h: int, coord_format: str,
-                 resized: tuple[int, int] | None = None) -> StepRecord:
-    box, reason = answer_box(gen.text, w, h, coord_format, resized)
+                 resized: tuple[int, int] | None = None, window=None) -> StepRecord:
+    box, reason = answer_box(gen.text, w, h, coord_format, resized, window)
     return StepRecord(gen.text, box, bx.iou(box, gt), box is not None, reason, gen.mean_logprob,
-                      min_logprob=gen.min_logprob)
+                      min_logprob=gen.min_logprob, window=window)
 
 
 def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: str = "qwen3",
              stop_when_still: float | None = None, start_boxes: Sequence | None = None,
              draw_previous: bool = True, show_progress: bool = True, record_inputs: bool = False,
              sample_seeds: Sequence[int] | None = None, overlay: str = "fill",
-             prompt_format: str = "refine") -> list[Trajectory]:
+             prompt_format: str = "refine", feedback: ViewSettings | str = "overlay") -> list[Trajectory]:
     """Run step 0 + ``T`` refine steps for every sample; return one :class:`Trajectory` per sample.
 
     Every sample is checked before anything is generated (:mod:`ivt_lib.core.sample_check`): one with a missing,
@@ -178,6 +185,8 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         overlay: how the previous box is drawn (``render.OVERLAY_STYLES``: the paper's ``fill``, ``light_fill``,
             ``outline``).
         prompt_format: ``refine`` (the IVT prompt) or ``grounding`` (re-ask the step-0 question on the drawn image).
+        feedback: how a refine step shows the previous box (:mod:`ivt_lib.core.feedback`): the paper's ``overlay``,
+            or ``zoom`` (ours: a second, enlarged image of the window around it; the answer in that window's frame).
         sample_seeds: one seed per sample: step ``t`` of sample ``i`` samples with ``derive_seed(seed_i, t)``, so a
             trajectory does not depend on how samples are batched or split across processes (policy must sample).
     """
@@ -188,6 +197,9 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
     if prompt_format not in PROMPT_FORMATS:
         raise ValueError(f"unknown prompt_format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
     style = overlay_style(overlay)
+    view = feedback if isinstance(feedback, ViewSettings) else ViewSettings(feedback)
+    if view.feedback != "overlay" and prompt_format != "refine":
+        raise ValueError(f"the {view.feedback} view asks with the refine prompt only, not {prompt_format!r}")
     if sample_seeds is not None and len(sample_seeds) != len(samples):
         raise ValueError(f"sample_seeds: {len(sample_seeds)} seeds for {len(samples)} samples")
 
@@ -219,17 +231,16 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
     active = list(range(len(samples)))
     for t in tqdm(range(1, T + 1), desc="refine steps", leave=False,
                   disable=not (show_progress and progress.enabled())):
-        msgs, imgs = [], []
-        for i in active:
-            prev = trajs[i].steps[-1].box
-            prev_m = bx.to_model_frame(prev, trajs[i].width, trajs[i].height, coord_format, frames[i]) if prev else None
-            msgs.append(step_messages(samples[i]["expression"], prev_m, t, T, prompt_format))
-            imgs.append(draw_box(images[i], prev, **style) if draw_previous else images[i])
+        views = [refine_view(images[i], samples[i]["expression"], trajs[i].steps[-1].box, t, T, view, coord_format,
+                             style, prompt_format, getattr(policy, "processor", None), draw_previous) for i in active]
+        msgs = [v.messages for v in views]
+        imgs = [v.images[0] if len(v.images) == 1 else v.images for v in views]  # one image stays one image
         gens = gen(msgs, imgs, active, t) if active else []
         next_active = []
-        for i, g, m, im in zip(active, gens, msgs, imgs):
+        for i, g, m, im, v in zip(active, gens, msgs, imgs, views):
             prev = trajs[i].steps[-1].box
-            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format, frames[i])
+            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format,
+                               frames[i] if v.window is None else v.frame, v.window)
             trajs[i].steps.append(rec)
             if record_inputs:
                 trajs[i].rollout.append({"step": t, "messages": m, "image": im, "token_ids": g.token_ids})
@@ -239,6 +250,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
             if len(tr.steps) < t + 1:  # frozen by the stopping rule: carry its box forward, marked stopped
                 last = tr.steps[-1]
                 tr.steps.append(StepRecord(last.text, last.box, last.iou, last.parse_ok, last.reason,
-                                           last.mean_logprob, stopped=True, min_logprob=last.min_logprob))
+                                           last.mean_logprob, stopped=True, min_logprob=last.min_logprob,
+                                           window=last.window))
         active = next_active
     return trajs

@@ -5,6 +5,8 @@ Definitions used by every notebook (one place, so they never drift):
 * **Per-step IoU degradation**: the mean over samples and steps t=1..T of ``max(0, IoU(t-1) - IoU(t))``.
   ``mean_delta_iou`` is the signed mean of ``IoU(t) - IoU(t-1)`` over the same pairs.
 * **improve / degrade / stay**: comparing IoU(T) with IoU(0) per sample; ``|delta| < 0.01`` is "stay".
+  :func:`stability_bands` repeats it at dead bands 0.01/0.05/0.10 and splits "stay" by the step-0 IoU into
+  ``kept_good`` (>= 0.5: a right box left alone) and ``stayed_bad`` (< 0.5: a wrong box never fixed).
 * **oracle best step** (uses the ground truth; not deployable): per sample, the step with the highest IoU.
 * **stop-when-still** (label-free): take the first step whose box moved less than ``eps`` (1 - IoU) from the previous.
 * **confidence** (label-free): take the step with the highest mean token log-probability.
@@ -105,13 +107,18 @@ def selection_rows(rep: dict, T: int) -> dict[str, dict]:
     return rows
 
 
+def _iou_matrix(trajs: Sequence[Trajectory], name: str) -> np.ndarray:
+    """Samples x steps IoUs (refuses no trajectories or unequal lengths)."""
+    if not trajs:
+        raise ValueError(f"{name} got no trajectories")
+    if len({len(tr.steps) for tr in trajs}) != 1:
+        raise ValueError(f"{name} needs trajectories of equal length")
+    return np.asarray([tr.ious for tr in trajs], dtype=float)
+
+
 def stability(trajs: Sequence[Trajectory]) -> dict:
     """Per-step degradation, signed mean delta IoU, improve/degrade/stay shares (T vs 0)."""
-    if not trajs:
-        raise ValueError("stability got no trajectories")
-    if len({len(tr.steps) for tr in trajs}) != 1:
-        raise ValueError("stability needs trajectories of equal length")
-    m = np.asarray([tr.ious for tr in trajs], dtype=float)
+    m = _iou_matrix(trajs, "stability")
     if m.shape[1] < 2:
         return {"degradation": 0.0, "mean_delta_iou": 0.0, "improve": 0.0, "degrade": 0.0, "stay": 1.0,
                 "n": int(m.shape[0])}
@@ -122,6 +129,32 @@ def stability(trajs: Sequence[Trajectory]) -> dict:
             "stay": float((np.abs(end) < STAY_EPS).mean()), "n": int(m.shape[0])}
 
 
+BANDS = (0.01, 0.05, 0.10)
+BAND_TOL = 1e-9  # a delta within this of the band counts as on it (0.35 - 0.30 is 0.0499999... in floats)
+
+
+def stability_bands(trajs: Sequence[Trajectory], bands: Sequence[float] = BANDS, good_iou: float = 0.5) -> dict:
+    """improve/degrade/stay shares (T vs 0) per dead band, "stay" split into kept_good / stayed_bad by step-0 IoU.
+
+    Keyed by the band (``f"{b:g}"``: "0.01", "0.05", "0.1"); each value holds ``improve`` (delta >= b), ``degrade``
+    (delta <= -b), ``stay`` (|delta| < b), ``kept_good`` (stayed, step-0 IoU >= ``good_iou``), ``stayed_bad``
+    (stayed, step-0 IoU < ``good_iou``) and ``n``. A delta equal to the band counts as a move, as in
+    :func:`stability`; improve + degrade + stay = 1 and kept_good + stayed_bad = stay.
+    """
+    m = _iou_matrix(trajs, "stability_bands")
+    start, end = m[:, 0], m[:, -1] - m[:, 0]
+    n, good, out = int(m.shape[0]), start >= good_iou, {}
+    for b in bands:
+        if not b > 0:
+            raise ValueError(f"stability_bands needs bands > 0, got {b!r}")
+        up, down = end >= b - BAND_TOL, end <= -b + BAND_TOL
+        stay = ~(up | down)
+        out[f"{b:g}"] = {"improve": int(up.sum()) / n, "degrade": int(down.sum()) / n, "stay": int(stay.sum()) / n,
+                         "kept_good": int((stay & good).sum()) / n, "stayed_bad": int((stay & ~good).sum()) / n,
+                         "n": n}
+    return out
+
+
 def by_family(trajs: Sequence[Trajectory], step: int = 0) -> dict[str, dict]:
     """:func:`step_metrics` per family."""
     fams = sorted({tr.family for tr in trajs})
@@ -129,7 +162,8 @@ def by_family(trajs: Sequence[Trajectory], step: int = 0) -> dict[str, dict]:
 
 
 def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
-    """The standard side-by-side report: step 0, last step, oracle (labelled), label-free rules, stability."""
+    """The standard side-by-side report: step 0, last step, oracle (labelled), label-free rules, stability (also per
+    dead band)."""
     steps = per_step(trajs)
     return {
         "per_step": steps,
@@ -140,6 +174,7 @@ def report(trajs: Sequence[Trajectory], still_eps: float = 0.05) -> dict:
         "stop_when_still": select(trajs, still_rule(still_eps)),
         "confidence": select(trajs, confidence_rule, runs_all_steps=True),
         "stability": stability(trajs),
+        "stability_bands": stability_bands(trajs),
         "by_family_step0": by_family(trajs, 0),
         "by_family_last": by_family(trajs, len(trajs[0].steps) - 1),
     }

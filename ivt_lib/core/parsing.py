@@ -68,14 +68,22 @@ def format_box(box: tuple[int, int, int, int] | list[int]) -> str:
 
 
 def answer_box(text: object, width: int, height: int, coord_format: str = "qwen3",
-               resized: Sequence[int] | None = None) -> tuple[tuple[float, float, float, float] | None, str | None]:
+               resized: Sequence[int] | None = None, window: Sequence[int] | None = None,
+               ) -> tuple[tuple[float, float, float, float] | None, str | None]:
     """A model answer as a pixel box of the original image: parse, leave the model's frame (``resized``: the
-    processor-resized size, for qwen25), then the one sanitising rule of :func:`ivt_lib.core.boxes.sanitize`. Returns
+    processor-resized size, for qwen25; ``window``: the zoom view's square window in image pixels, when the answer
+    is in its frame), then the one sanitising rule of :func:`ivt_lib.core.boxes.sanitize`. Returns
     ``(box, None)``, or ``(None, reason)`` for a parse failure or an unusable box (scored as IoU 0). The loop and the
     rewards both call this, so a trajectory's IoU and its GRPO reward come from the same box."""
     parsed = parse_box(text)
     if not parsed.ok:
         return None, parsed.reason
-    box = bx.sanitize(bx.from_model_frame(parsed.box, width, height, coord_format,
-                                          tuple(resized) if resized is not None else None), width, height)
+    fr = tuple(resized) if resized is not None else None
+    if window is None:
+        box = bx.from_model_frame(parsed.box, width, height, coord_format, fr)
+    else:  # the window's frame -> its pixels -> the image's pixels
+        x0, y0, x1, y1 = (float(v) for v in window)
+        a = bx.from_model_frame(parsed.box, x1 - x0, y1 - y0, coord_format, fr)
+        box = (a[0] + x0, a[1] + y0, a[2] + x0, a[3] + y0)
+    box = bx.sanitize(box, width, height)
     return (box, None) if box is not None else (None, "invalid_box")

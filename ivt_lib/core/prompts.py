@@ -23,6 +23,12 @@ STEP0_TEMPLATE = 'Locate "{expression}" in the image. Output its bbox_2d in JSON
 REFINE_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} of {T}: the red box is the previous '
                    'answer {previous}. Check it and output the corrected bbox_2d in JSON.')
 
+# The zoom view (ours, ``ivt_lib.core.feedback``): a second image enlarges the window around the previous box, and
+# both the stated box and the answer are in that window's frame (the loop maps the answer back to the image).
+ZOOM_TEMPLATE = ('Locate "{expression}" in the image. Refinement step {step} of {T}: the second image enlarges the '
+                 'region around the previous answer, drawn there as the red box {previous}. Check it and output the '
+                 'corrected bbox_2d in JSON, in the second image\'s coordinates.')
+
 # Object naming (base-grounder pretraining only, ``train_base --caption-frac``): a one-object image, no box drawn or
 # stated, answered with the object's colour and shape: the attribute words a pretrained VLM's captions supervise.
 CAPTION_TEXT = "Name the object in the image. Answer with its colour and shape."
@@ -60,6 +66,14 @@ def refine_messages(expression: str, previous_box_model: tuple[int, int, int, in
     prev = format_box(previous_box_model) if previous_box_model is not None else "none (it could not be parsed)"
     text = REFINE_TEMPLATE.format(expression=quote_expression(expression), previous=prev, step=step, T=T)
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def zoom_messages(expression: str, previous_box_window: tuple[int, int, int, int] | None, step: int = 1,
+                  T: int = 1) -> list[dict]:
+    """Messages of a zoom-view refine step: the full image, the enlarged window, the previous box in its frame."""
+    prev = format_box(previous_box_window) if previous_box_window is not None else "none (it could not be parsed)"
+    text = ZOOM_TEMPLATE.format(expression=quote_expression(expression), previous=prev, step=step, T=T)
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": text}]}]
 
 
 def caption_messages() -> list[dict]:

@@ -37,13 +37,14 @@ def _text(c) -> str:
 
 @register("iou")
 def iou_reward(completions: Sequence, bbox: Sequence, width: Sequence, height: Sequence, coord_format: str = "qwen3",
-               resized: Sequence | None = None, **_) -> list[float]:
+               resized: Sequence | None = None, window: Sequence | None = None, **_) -> list[float]:
     """IoU of the parsed box with the ground truth; 0 for a parse failure.
 
     Args:
         completions: model outputs (strings or trl conversational completions).
         bbox: ground-truth xyxy pixel boxes; width, height: image sizes.
         resized: per sample, the processor-resized ``(width, height)`` that ``qwen25`` pixels refer to.
+        window: per sample, the zoom view's window (image pixels) when the answer is in its frame, else None.
 
     >>> iou_reward(['{"bbox_2d": [0, 0, 500, 500]}', "no box"], bbox=[[0, 0, 64, 64]] * 2, width=[128] * 2,
     ...            height=[128] * 2)
@@ -52,8 +53,9 @@ def iou_reward(completions: Sequence, bbox: Sequence, width: Sequence, height: S
     if coord_format == "qwen25" and resized is None:
         raise ValueError("iou_reward: qwen25 answers are pixels of the resized image; pass resized=[(w, h), ...]")
     frames = resized if resized is not None else [None] * len(completions)
-    return [bx.iou(answer_box(_text(c), w, h, coord_format, fr)[0], g)
-            for c, g, w, h, fr in zip(completions, bbox, width, height, frames)]
+    windows = window if window is not None else [None] * len(completions)
+    return [bx.iou(answer_box(_text(c), w, h, coord_format, fr, win)[0], g)
+            for c, g, w, h, fr, win in zip(completions, bbox, width, height, frames, windows)]
 
 
 @register("format")

@@ -20,6 +20,7 @@ class StepRecord:
     mean_logprob: float = float("nan")
     stopped: bool = False                           # True when a stopping rule froze this sample before this step
     min_logprob: float = float("nan")               # lowest token log-probability of the answer
+    window: tuple[int, int, int, int] | None = None  # zoom view: the window the answer was given in (image px)
 
 
 @dataclass
@@ -59,6 +60,8 @@ def load_trajectories(path: str | Path):
     for line in Path(path).read_text().splitlines():
         if line.strip():
             d = json.loads(line)
-            steps = [StepRecord(**{**s, "box": tuple(s["box"]) if s["box"] is not None else None}) for s in d.pop("steps")]
+            steps = [StepRecord(**{**s, "box": tuple(s["box"]) if s["box"] is not None else None,
+                                   "window": tuple(s["window"]) if s.get("window") is not None else None})
+                     for s in d.pop("steps")]
             out.append(Trajectory(**{**d, "gt": tuple(d["gt"])}, steps=steps))
     return out

@@ -61,7 +61,8 @@ def mean_logprob(token_ids, logprobs, cumulative_logprob: float | None = None) -
 
 
 class VLLMPolicy:
-    """Batched generation with ``vllm.LLM`` (greedy unless ``temperature > 0``), one image per prompt.
+    """Batched generation with ``vllm.LLM`` (greedy unless ``temperature > 0``), one image per prompt (two in the
+    zoom view, passed as a list).
 
     Args:
         model: hub id or local folder (what ``vllm.LLM(model=...)`` takes), e.g. the merged SFT model.
@@ -91,7 +92,7 @@ class VLLMPolicy:
             processor = AutoProcessor.from_pretrained(self.model)
         self.processor = processor
         if llm is None:
-            kwargs = {"limit_mm_per_prompt": {"image": 1}, **llm_kwargs}
+            kwargs = {"limit_mm_per_prompt": {"image": 2}, **llm_kwargs}
             if colocate:
                 kwargs.update(_colocate_kwargs(seed))
             elif seed is not None:
@@ -109,8 +110,8 @@ class VLLMPolicy:
         return self._vllm.SamplingParams(temperature=self.temperature, top_p=self.top_p,
                                          max_tokens=self.max_new_tokens, logprobs=1, **kw)
 
-    def prompts(self, messages: list[list[dict]], images: list[Image.Image]) -> list[dict]:
-        """vLLM inputs: the chat-templated text (with the image placeholder) and its image."""
+    def prompts(self, messages: list[list[dict]], images: list[Image.Image | list[Image.Image]]) -> list[dict]:
+        """vLLM inputs: the chat-templated text (with the image placeholders) and its image (or list of images)."""
         if len(messages) != len(images):
             raise ValueError(f"got {len(messages)} message lists but {len(images)} images")
         return [{"prompt": self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True),

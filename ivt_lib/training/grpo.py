@@ -51,12 +51,13 @@ from .grpo_objective import (encode_rows, final_rewards, group_advantages, grpo_
 from .grpo_config import ADDED_LATER, CREDITS, OLD_NAMES, RESUMABLE_CHANGES, GRPORunConfig, resume_relevant  # noqa: F401 (re-exported)
 from ..core.integrity import corrupt_error, folder_problems, force_requested
 from ..core.io import atomic_dir, recover_dir
+from ..core.feedback import ViewSettings
 from ..core.loop import HFPolicy, Trajectory, run_loop, vision_token_ids
-from .process_group import ProcessGroup
-from ..core.sampling import derive_seed
 from ..core.models import LLM_TARGETS
 from ..core.sample_check import check_samples
+from ..core.sampling import derive_seed
 from ..core.state_io import has_state, load_state, save_state, state_files
+from .process_group import ProcessGroup
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class MultiStepGRPO:
         if not train_samples:
             raise ValueError("MultiStepGRPO got no training samples")
         check_samples(train_samples, "GRPO training samples")  # a bad sample stops the run now, not at its rollout
+        self.view = ViewSettings(cfg.feedback, cfg.zoom_margin, cfg.zoom_size)
         if val_samples:
             check_samples(val_samples, "GRPO validation samples")
         self.cfg, self.samples, self.out = cfg, list(train_samples), Path(out_dir)
@@ -185,7 +187,7 @@ class MultiStepGRPO:
         with torch.no_grad():
             if c.credit == "trajectory":
                 return run_loop(pol, expanded, c.T, c.coord_format, show_progress=False, record_inputs=True,
-                                sample_seeds=seeds)
+                                sample_seeds=seeds, feedback=self.view)
             # one step 0 per prompt (sampled, or greedy: refine_start), shared by its group; only the refine steps are
             # recorded for the loss
             if c.refine_start == "greedy":  # the deployed start: what the greedy policy answers at step 0
@@ -197,7 +199,7 @@ class MultiStepGRPO:
                               sample_seeds=[derive_seed("grpo-step0", c.seed, it, str(p["id"])) for p in prompts])
             starts = [tr.steps[0].box for tr in s0 for _ in range(c.group_size)]
             trajs = run_loop(pol, expanded, c.T, c.coord_format, start_boxes=starts, show_progress=False,
-                             record_inputs=True, sample_seeds=seeds)
+                             record_inputs=True, sample_seeds=seeds, feedback=self.view)
             for tr, s in zip(trajs, (t for t in s0 for _ in range(c.group_size))):
                 tr.steps[0] = s.steps[0]  # keep the shared step 0's text, parse flag and log-prob
             if c.anchor_step0:  # the shared step 0, scored once per group with advantage 0 (rollout_rows)
@@ -206,8 +208,10 @@ class MultiStepGRPO:
             return trajs
 
     def frames(self, trajs: Sequence[Trajectory]) -> list:
-        """Each trajectory's answer frame under this trainer's processor (:func:`ivt_lib.core.boxes.model_frames`)."""
-        return bx.model_frames(self.processor, [(tr.width, tr.height) for tr in trajs], self.cfg.coord_format)
+        """Each trajectory's last answer frame under this trainer's processor (:func:`ivt_lib.core.boxes.model_frames`):
+        the image's, or the zoom window's image's."""
+        sizes = [(tr.width, tr.height) if tr.steps[-1].window is None else (self.view.size,) * 2 for tr in trajs]
+        return bx.model_frames(self.processor, sizes, self.cfg.coord_format)
 
     def validate(self) -> dict:
         """Greedy T-step evaluation on the validation subset: last-step Acc@0.5, degradation, improve/degrade/stay."""
@@ -216,7 +220,8 @@ class MultiStepGRPO:
         pol = HFPolicy(self.model, self.processor, self.cfg.max_new_tokens, self.cfg.batch_size)
         self.model.eval()
         with torch.no_grad():
-            trajs = run_loop(pol, self.val_samples, self.cfg.T, self.cfg.coord_format, show_progress=False)
+            trajs = run_loop(pol, self.val_samples, self.cfg.T, self.cfg.coord_format, show_progress=False,
+                             feedback=self.view)
         st = stability(trajs)
         return {"step0_acc@0.5": step_metrics(trajs, 0)["acc@0.5"],
                 "last_acc@0.5": step_metrics(trajs, self.cfg.T)["acc@0.5"], **st}

@@ -52,6 +52,9 @@ class GRPORunConfig:
     # advantage 0, so that only the KL term acts on it and holds grounding near the SFT model while the refine steps
     # train (ours, labelled): refine-only updates can erode step 0 (the GRPO sweep on validation measures how much)
     anchor_step0: bool = False
+    feedback: str = "overlay"           # the refine steps' view (ivt_lib.core.feedback): overlay (paper) | zoom (ours)
+    zoom_margin: float = 0.5
+    zoom_size: int = 128
     val_every: int = 0                  # greedy T-step evaluation on the validation subset every K updates (0 = off)
 
     @classmethod
@@ -97,7 +100,8 @@ RESUMABLE_CHANGES = ("iterations", "save_every", "micro_batch", "batch_size", "v
 # checkpoints written before the run config took the stage config's names
 OLD_NAMES = {"gen_batch_size": "batch_size", "rollout_backend": "generation_backend"}
 # settings added after checkpoints were written: a checkpoint without one was trained with its value here
-ADDED_LATER = {"refine_start": "sampled", "anchor_step0": False}
+ADDED_LATER = {"refine_start": "sampled", "anchor_step0": False, "feedback": "overlay", "zoom_margin": 0.5,
+               "zoom_size": 128}
 
 
 def resume_relevant(cfg: GRPORunConfig) -> dict:

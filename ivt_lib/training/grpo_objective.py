@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from ..core.loop import Trajectory
+from ..core.loop import Trajectory, flat_images
 from ..core.rewards import combined
 
 
@@ -58,7 +58,7 @@ def encode_rows(processor, rows: Sequence[dict], device) -> tuple[dict, torch.Te
     tok = processor.tokenizer
     old, tok.padding_side = tok.padding_side, "left"
     try:
-        enc = processor(text=texts, images=[r["image"] for r in rows], padding=True, return_tensors="pt")
+        enc = processor(text=texts, images=flat_images([r["image"] for r in rows]), padding=True, return_tensors="pt")
     finally:
         tok.padding_side = old
     enc = enc.to(device)
@@ -112,7 +112,9 @@ def rollout_digest(tokens: Sequence[tuple[str, list]]) -> str:
 def final_rewards(trajs: Sequence[Trajectory], weights: dict, coord_format: str = "qwen3",
                   resized: Sequence | None = None) -> torch.Tensor:
     """The paper's reward on the final step only (no per-step shaping), through the reward registry; ``resized``
-    (per trajectory, the processor-resized size) is needed for qwen25 answers, which are pixels of that image."""
+    (per trajectory, the processor-resized size of the image its last answer refers to: the zoom window's image
+    when that step had one) is needed for qwen25 answers, which are pixels of that image."""
     return torch.tensor(combined([tr.steps[-1].text for tr in trajs], weights, bbox=[tr.gt for tr in trajs],
                                  width=[tr.width for tr in trajs], height=[tr.height for tr in trajs],
-                                 coord_format=coord_format, resized=resized), dtype=torch.float32)
+                                 coord_format=coord_format, resized=resized,
+                                 window=[tr.steps[-1].window for tr in trajs]), dtype=torch.float32)

@@ -33,8 +33,9 @@ from typing import Sequence
 import numpy as np
 
 from ..core import boxes as bx
-from ..core.prompts import refine_messages, step0_messages, with_answer
-from ..core.render import draw_box
+from ..core.feedback import ViewSettings, answer_in_view, refine_view
+from ..core.parsing import format_box
+from ..core.prompts import step0_messages, with_answer
 from .teacher import Teacher, TeacherRequest, validate_trace
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,20 @@ def start_counts(requests: Sequence[TeacherRequest], samples: Sequence[dict], st
     return {k: int(out.get(k, 0)) for k in ("good", "off", "miss")}
 
 
+def reframe(text: str, box: tuple[int, int, int, int]) -> str:
+    """``text`` with its last ``bbox_2d`` list replaced by ``box`` (a trace's target restated in a view's frame)."""
+    head, sep, tail = text.rpartition('{"bbox_2d"')
+    if not sep:
+        raise ValueError(f"no bbox_2d in the trace {text[:80]!r}")
+    return head + format_box(box) + tail[tail.index("}") + 1:]
+
+
 def synthesize(teacher: Teacher, requests: Sequence[TeacherRequest], stats: SynthesisStats | None = None,
-               coord_format: str = "qwen3", tol: float = 2.0, need_reasoning: bool = True
-               ) -> tuple[list[dict], SynthesisStats]:
-    """Ask the teacher for every request, validate, and build training conversations (messages + rendered image)."""
+               coord_format: str = "qwen3", tol: float = 2.0, need_reasoning: bool = True,
+               view: ViewSettings = ViewSettings()) -> tuple[list[dict], SynthesisStats]:
+    """Ask the teacher for every request, validate, and build training conversations (messages + rendered images)
+    as the loop shows refine steps in ``view``; in the zoom view the teacher's box is restated in the window's frame
+    (the teacher writes in the image's frame; its text is validated there first)."""
     stats = stats if stats is not None else SynthesisStats()
     texts = teacher.write(list(requests))
     records, reasons = [], Counter()
@@ -139,10 +150,11 @@ def synthesize(teacher: Teacher, requests: Sequence[TeacherRequest], stats: Synt
         if why is not None:
             reasons[why] += 1
             continue
-        w, h = r.image.width, r.image.height
-        msgs = refine_messages(r.expression, bx.to_model_frame(r.previous, w, h, coord_format), r.step, r.T)
+        v = refine_view(r.image, r.expression, r.previous, r.step, r.T, view, coord_format)
+        if v.window is not None:
+            text = reframe(text, answer_in_view(r.target, v, r.image.width, r.image.height, coord_format))
         records.append({"id": f"{r.sample_id}-s{r.step}", "sample_id": r.sample_id, "step": r.step, "T": r.T,
-                        "messages": with_answer(msgs, text), "images": [draw_box(r.image, r.previous)],
+                        "messages": with_answer(v.messages, text), "images": v.images,
                         "start_iou": bx.iou(r.previous, r.target) if r.step == 1 else None})
     stats.n_traces, stats.n_rejected, stats.rejected = len(records), sum(reasons.values()), dict(reasons)
     if stats.n_rejected:

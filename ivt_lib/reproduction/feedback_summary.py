@@ -1,0 +1,135 @@
+"""``feedback_view.json``: the IVT chain in a feedback view, every seed and answer rule against base single shot.
+
+Reads the trajectories that :mod:`ivt_lib.reproduction.feedback_view` left under ``<runs_dir>/view_<feedback>/``,
+adds the naive base in the view and in the overlay (run here: no training), and the keep-signal diagnostic of the
+view's SFT models on validation (run here), and writes one result file with its provenance.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from ..analysis import deployable
+from ..configs import load_tier, model_source, resolve_path, stage_config
+from ..core import metrics
+from ..core.feedback import ViewSettings
+from ..core.io import write_result
+from ..core.trajectory import load_trajectories, save_trajectories
+
+# configuration -> trajectory file in a seed's folder (the paper's rows first; the labelled extra rows seed 0 only)
+CONFIGS = {"SFT + IVT": "sft.jsonl", "SFT + GRPO + IVT": "grpo.jsonl",
+           "SFT (ours: keep data) + IVT": "sft_ours.jsonl",
+           "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit.jsonl"}
+MAIN = ("SFT + IVT", "SFT + GRPO + IVT")
+MEAN_OF = ("step 0", "last step", "ORACLE best step (uses GT)", "stop-when-still (label-free)")
+
+
+def view_dir(tier: str, view: ViewSettings) -> Path:
+    """The view's scratch folder inside the tier's runs folder."""
+    return resolve_path(load_tier(tier)["03_sft"]["runs_dir"]) / f"view_{view.feedback}"
+
+
+def _rule_key(rule: str) -> str:
+    return "last step" if rule.startswith("last step") else rule
+
+
+def config_result(trajs, base, still_eps: float, seed: int = 0) -> dict:
+    """One configuration: every answer rule paired against base single shot, stability at the three dead bands."""
+    both = deployable.common_samples({"base": base, "cfg": trajs})
+    ref = metrics.step_ious(both["base"], 0)
+    rows = deployable.rows_for("cfg", deployable.rule_answers(both["cfg"], still_eps), ref, seed)
+    return {"n": len(both["cfg"]), "rules": {_rule_key(r["rule"]): {k: v for k, v in r.items() if k != "configuration"}
+                                             for r in rows},
+            "stability": metrics.stability(both["cfg"]), "stability_bands": metrics.stability_bands(both["cfg"])}
+
+
+def naive(tier: str, view: ViewSettings, folder: Path) -> dict[str, list]:
+    """The base refining its own boxes (T of notebook 01) in the overlay and in ``view``; cached as trajectories."""
+    from ..core.loop import run_loop
+    from ..core.models import load_policy
+    from ..corpora.splits import load_split
+
+    stem = "01_naive_iteration_collapse"
+    c = stage_config(tier, stem, load_tier(tier)[stem])
+    out, policy = {}, None
+    for name, fb in (("overlay", ViewSettings()), (view.feedback, view)):
+        path = folder / f"naive_{name}.jsonl"
+        if not path.exists():
+            if policy is None:
+                policy = load_policy(model_source(c.model), **{**c.policy_kwargs(), "show_progress": False})
+                samples = load_split(c.split, c.path("dataset"), c.limit, c.max_pixels)
+            save_trajectories(path, run_loop(policy, samples, T=c.T, coord_format=c.coord_format, feedback=fb,
+                                             show_progress=False))
+        out[name] = load_trajectories(path)
+    return out
+
+
+def keep_signals(vd: Path, view: ViewSettings, n: int = 0) -> dict:
+    """The keep-signal diagnostic (validation) of the view's seed-0 SFT models and of the base, in the view."""
+    from ..analysis.keep_signal import keep_signal
+    from ..corpora.splits import load_split
+
+    val = load_split("validation", limit=n or None)
+    models = {"base": "data/base_model", "SFT + IVT": vd / "seed_0" / "sft" / "student" / "merged",
+              "SFT (ours: keep data) + IVT": vd / "seed_0" / "sft" / "ours" / "merged"}
+    return {k: keep_signal(str(m), val, feedback=view) for k, m in models.items() if resolve_path(str(m)).exists()}
+
+
+def across(per_seed: dict[int, dict]) -> dict:
+    """Mean ± sd over seeds of each rule's Acc@0.5 and its Δ against base single shot; significant seeds counted."""
+    out = {}
+    for rule in MEAN_OF:
+        have = [r["rules"][rule] for r in per_seed.values() if rule in r["rules"]]
+        for k in ("acc@0.5", "d_acc@0.5", "mean_iou", "d_mean_iou"):
+            xs = [h[k] for h in have]
+            out.setdefault(rule, {})[k] = {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else None}
+        out[rule]["seeds_better_p<0.05"] = sum(h["d_acc@0.5"] > 0 and h["p"] < 0.05 for h in have)
+        out[rule]["seeds_worse_p<0.05"] = sum(h["d_acc@0.5"] < 0 and h["p"] < 0.05 for h in have)
+    lastv0 = [r["rules"]["last step"] for r in per_seed.values()]
+    out["last vs own step 0: seeds significantly below"] = sum(
+        h["d_acc@0.5_vs_step0"] < 0 and h["significant_vs_step0"] for h in lastv0)
+    out["degradation"] = {"per_seed": [r["stability"]["degradation"] for r in per_seed.values()]}
+    return out
+
+
+def write(tier: str, view: ViewSettings, seeds: list[int], wall_s: float | None = None,
+          threads: int | None = None, keep_n: int = 0) -> dict:
+    """Collect every seed's trajectories in ``view``, compare, write ``<results_dir>/feedback_view.json``."""
+    vd = view_dir(tier, view)
+    c3 = stage_config(tier, "03_sft", load_tier(tier)["03_sft"])
+    still_eps = c3.still_eps
+    base = load_trajectories(c3.path("runs_dir") / "trajectories" / "base_single_shot.jsonl")
+    configs: dict[str, dict] = {}
+    for name, fname in CONFIGS.items():
+        per_seed = {s: config_result(load_trajectories(f), base, still_eps, s) for s in seeds
+                    if (f := vd / f"seed_{s}" / "trajectories" / fname).exists()}
+        if per_seed:
+            configs[name] = {"per_seed": per_seed, "across_seeds": across(per_seed)}
+    nv = naive(tier, view, vd)
+    out = {"view": {"feedback": view.feedback, "zoom_margin": view.margin, "zoom_size": view.size},
+           "tier": tier, "seeds": seeds, "configurations": configs,
+           "naive_base": {k: config_result(v, base, still_eps) for k, v in nv.items()},
+           "keep_signal": keep_signals(vd, view, keep_n)}
+    write_result(c3.path("results_dir") / "feedback_view.json", out,
+                 {"tier": tier, "seeds": seeds, "view": out["view"], "threads": threads}, wall_s)
+    return out
+
+
+def _cell(r: dict) -> str:
+    lo, hi = r["ci_acc@0.5"]
+    return f"{100 * r['acc@0.5']:.1f} ({100 * r['d_acc@0.5']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p={r['p']:.3g})"
+
+
+def markdown(out: dict) -> list[str]:
+    """The result as markdown lines: per configuration and seed, Acc@0.5 of each rule with Δ vs base single shot."""
+    v = out["view"]
+    lines = [f"Feedback view: {v['feedback']} (margin {v['zoom_margin']}, {v['zoom_size']} px). Acc@0.5 % (Δ pp vs "
+             "base single shot [95 % paired bootstrap CI], McNemar p); test split.", "",
+             "| configuration | seed | step 0 | last step | ORACLE best step | stop-when-still | degradation |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [(f"base + naive iteration ({k})", "–", r) for k, r in out["naive_base"].items()]
+    rows += [(name, str(s), r) for name, c in out["configurations"].items() for s, r in c["per_seed"].items()]
+    for name, seed, r in rows:
+        cells = [_cell(r["rules"][k]) if k in r["rules"] else "–" for k in MEAN_OF]
+        lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {r['stability']['degradation']:.3f} |")
+    return lines
