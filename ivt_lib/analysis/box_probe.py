@@ -1,21 +1,23 @@
 """Can the loop see its own box? Box-perception probes, in what the model represents and in what it does.
 
-**Representation.** Each validation scene is shown as the first refinement step shows it: the refine prompt stating
-the ground-truth box (the same text for every variant, so only the drawing differs), and the image with no box, the
-ground-truth box, or that box shifted by 2 / 4 / 8 px (and by -8 ... +8 px horizontally). Features are read at three
-places of the path into the answer: the vision tower's patches (``vision``), the merged tokens the language model
-receives (``merged``) and the language model's hidden states at the image positions, every layer (``lm_<k>``).
-Linear probes that **keep the spatial layout** (every token of the grid, flattened in order) and, for comparison,
-the tokens under the box averaged (``pooled``) answer three questions, cross-validated with folds grouped by scene:
+**Representation.** Each validation scene is shown as the first refinement step shows it, in a feedback view
+(:mod:`ivt_lib.core.feedback`): the refine prompt stating the ground-truth box (the same text for every variant, so
+only the drawing differs), and the image with no box, the ground-truth box, or that box shifted by 2 / 4 / 8 px (and
+by -8 ... +8 px horizontally). In the ``zoom`` view the prompt also shows the window around the **ground truth** (the
+same window for every variant of a scene) with the variant's box drawn in it, and the features are the window's.
+Features are read at the vision tower's patches (``vision``), the merged tokens the language model receives
+(``merged``) and the language model's hidden states at the image positions (``lm_<k>``; ``lm_0`` is ``merged``).
+Linear probes on the whole grid, on the tokens under the ground truth averaged (``pooled``) and optionally on the
+best single cell (``cell``), regularized and cross-validated by scene (:mod:`.box_probe_fit`), answer:
 
 * ``drawn``: ground-truth box drawn vs no box (chance 50 %);
 * ``aligned_vs_<d>px``: the ground-truth box vs the same box shifted by d px in a random direction (chance 50 %);
-* ``offset``: the horizontal shift in px, ridge regression; RMSE beside guessing the mean.
+* ``offset``: the horizontal shift in px (ridge); RMSE beside guessing's and their ratio.
 
-A linear probe is a lower bound on what the model can read; a probe at chance says the information is at least not
-linearly there. **Behaviour**: one refine step from the ground truth, from it shifted by 2 / 4 / 8 px, from a
-distractor's box and from the model's own step-0 box: how often the box is kept (IoU with the start >= 0.9), how
-often it ends closer to the truth, and the cosine between the move and the needed correction.
+A linear probe is a lower bound on what the model can read. **Behaviour**: one refine step (in the view) from the
+ground truth, from it shifted by 2 / 4 / 8 px, from a distractor's box and from the model's own step-0 box: how often
+the box is kept (IoU with the start >= 0.9), how often it ends closer to the truth, and the cosine between the move
+and the needed correction.
 """
 from __future__ import annotations
 
@@ -26,14 +28,17 @@ import numpy as np
 import torch
 
 from ..core import boxes as bx
+from ..core.feedback import ViewSettings, to_window, zoom_image, zoom_window
 from ..core.loop import HFPolicy, run_loop
-from ..core.prompts import step_messages
+from ..core.prompts import step_messages, zoom_messages
 from ..core.render import draw_box, overlay_style
 from ..core.stats import proportion_ci
+from . import box_probe_fit as fit
 
 SHIFTS = (2, 4, 8)
 OFFSETS = (-8, -4, -2, 2, 4, 8)  # horizontal shifts for the regression (0 is the ground truth itself)
 KEPT_IOU = 0.9
+OVERLAY = ViewSettings()  # the default view (the paper's)
 CLOSER_EPS = 0.01
 
 
@@ -69,82 +74,97 @@ def _cells_under(box: Sequence[float], width: int, height: int, gh: int, gw: int
     return [r * gw + c for r in rows for c in cols] or [0]
 
 
+def parse_view(spec: str) -> ViewSettings:
+    """``overlay`` or ``zoom[:margin[:size]]`` (e.g. ``zoom:0.5:128``) -> :class:`ViewSettings`."""
+    name, *knobs = spec.split(":")
+    if name == "overlay" and not knobs:
+        return ViewSettings("overlay")
+    if name != "zoom" or len(knobs) > 2:
+        raise ValueError(f"unknown view {spec!r}; expected overlay or zoom[:margin[:size]]")
+    default = ViewSettings("zoom")
+    return ViewSettings("zoom", float(knobs[0]) if knobs else default.margin,
+                        int(knobs[1]) if len(knobs) > 1 else default.size)
+
+
+def view_key(view: ViewSettings) -> str:
+    """The view's key in the output: ``overlay`` or ``zoom m<margin> s<size>``."""
+    return "overlay" if view.feedback == "overlay" else f"zoom m{view.margin:g} s{view.size}"
+
+
+def scene_inputs(s: dict, vs: Sequence[dict], view: ViewSettings, style: dict, processor=None,
+                 coord_format: str = "qwen3", window_at: str = "gt") -> tuple[list, list, list, list]:
+    """Per variant of one scene: its messages, its images, the box whose cells are pooled and the size of the image
+    read. The prompt states the ground truth (in the zoom view: in the ground truth's window) for every variant.
+    In the zoom view the image read is the window (the second image), around the ground truth for every variant
+    (``window_at="gt"``: only the drawing differs) or, as the loop does, around the variant's own box
+    (``window_at="box"``: the box always sits at the window's centre and the scene moves under it)."""
+    w, h, gt = s["width"], s["height"], tuple(s["bbox"])
+    overlays = [draw_box(s["image"], v["box"], **style) if v["box"] is not None else s["image"] for v in vs]
+    if view.feedback == "overlay":
+        msgs = step_messages(s["expression"], bx.to_model_frame(gt, w, h, coord_format), 1, 2)
+        return [msgs] * len(vs), [[im] for im in overlays], [gt] * len(vs), [(w, h)] * len(vs)
+    if window_at not in ("gt", "box"):
+        raise ValueError(f"window_at must be 'gt' or 'box', not {window_at!r}")
+    window = zoom_window(gt, w, h, view.margin)
+    side = window[2] - window[0]
+    frame = bx.model_frames(processor, [(view.size, view.size)], coord_format)[0]
+    msgs = zoom_messages(s["expression"], bx.to_model_frame(to_window(gt, window), side, side, coord_format, frame),
+                         1, 2)
+    images, boxes = [], []
+    for im, v in zip(overlays, vs):
+        at = v["box"] if window_at == "box" and v["box"] is not None else gt
+        win = zoom_window(at, w, h, view.margin) if window_at == "box" else window
+        images.append([im if v["box"] is not None else im.convert("RGB"),
+                       zoom_image(s["image"], v["box"], win, view.size, style)])
+        boxes.append(to_window(at, win))
+    return [msgs] * len(vs), images, boxes, [(side, side)] * len(vs)
+
+
 @torch.no_grad()
 def features(model, processor, samples: Sequence[dict], seed: int = 0, coord_format: str = "qwen3",
-             overlay: str = "fill", batch_size: int = 16) -> dict:
-    """Grid (``<place>``) and under-the-box (``<place>/pooled``) features of every scene x variant, with row labels."""
+             overlay: str = "fill", batch_size: int = 16, view: ViewSettings = OVERLAY,
+             places: Sequence[str] | None = None, window_at: str = "gt") -> dict:
+    """Grid (``<place>``) and under-the-box (``<place>/pooled``) features of every scene x variant, the row labels,
+    and each place's number of cells (``cells``). ``places``: a subset of vision, merged, lm_<k> (default: all).
+    The overlay view reads the (only) image; the zoom view reads the window, the prompt's second image
+    (``window_at``: see :func:`scene_inputs`)."""
     rng, style = random.Random(f"box-probe-{seed}"), overlay_style(overlay)
     policy = HFPolicy(model, processor, batch_size=batch_size)
     merge, image_id = processor.image_processor.merge_size, model.config.image_token_id
     rows, items = [], []
     for i, s in enumerate(samples):
-        gt_m = bx.to_model_frame(s["bbox"], s["width"], s["height"], coord_format)
-        for v in variants(s, rng):
-            img = draw_box(s["image"], v["box"], **style) if v["box"] is not None else s["image"]
-            items.append((step_messages(s["expression"], gt_m, 1, 2), img, s))
-            rows.append({"scene": i, "variant": v["variant"], "dx": v["dx"]})
+        vs = variants(s, rng)
+        items += list(zip(*scene_inputs(s, vs, view, style, processor, coord_format, window_at)))
+        rows += [{"scene": i, "variant": v["variant"], "dx": v["dx"]} for v in vs]
+    layers = [k for k in range(model.config.text_config.num_hidden_layers + 1) if places is None or f"lm_{k}" in places]
     feats: dict[str, list] = {}
+    cells: dict[str, int] = {}
     for k in range(0, len(items), batch_size):
         chunk = items[k:k + batch_size]
-        enc = policy.encode([m for m, _, _ in chunk], [im for _, im, _ in chunk])
-        vis = model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"])
-        patches = torch.split(vis.last_hidden_state, [int(g.prod()) for g in enc["image_grid_thw"]])
-        hidden = model(**enc, output_hidden_states=True).hidden_states
-        places = {"vision": patches, "merged": vis.pooler_output}
-        for j, ((_, _, s), g) in enumerate(zip(chunk, enc["image_grid_thw"])):
-            gh, gw = int(g[1]) // merge, int(g[2]) // merge
-            under = _cells_under(s["bbox"], s["width"], s["height"], gh, gw)
-            pos = (enc["input_ids"][j] == image_id).nonzero().squeeze(1)
-            grids = {"vision": places["vision"][j].reshape(gh * gw, -1), "merged": places["merged"][j]}
-            grids.update({f"lm_{layer}": h[j, pos] for layer, h in enumerate(hidden)})
+        enc = policy.encode([c[0] for c in chunk], [c[1] for c in chunk])
+        thw = enc["image_grid_thw"]
+        vis = model.model.get_image_features(enc["pixel_values"], thw)
+        patches = torch.split(vis.last_hidden_state, [int(g.prod()) for g in thw])
+        hidden = model(**enc, output_hidden_states=True).hidden_states if layers else ()
+        for j, (_, ims, box, (w, h)) in enumerate(chunk):
+            r = sum(len(c[1]) for c in chunk[:j]) + len(ims) - 1  # the read image: the prompt's last
+            gh, gw = int(thw[r][1]) // merge, int(thw[r][2]) // merge
+            under = _cells_under(box, w, h, gh, gw)
+            pos = (enc["input_ids"][j] == image_id).nonzero().squeeze(1)[-gh * gw:]
+            grids = {"vision": patches[r].reshape(gh * gw, -1), "merged": vis.pooler_output[r]}
+            grids.update({f"lm_{layer}": hidden[layer][j, pos] for layer in layers})
             for name, grid in grids.items():
+                if places is not None and name not in places:
+                    continue
+                cells[name] = gh * gw
                 feats.setdefault(name, []).append(grid.float().flatten().cpu().numpy())
                 feats.setdefault(f"{name}/pooled", []).append(grid[under].float().mean(0).cpu().numpy())
-    return {"features": {k: np.stack(v) for k, v in feats.items()}, "rows": rows}
+    return {"features": {k: np.stack(v) for k, v in feats.items()}, "rows": rows, "cells": cells}
 
 
-def _classify(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> dict:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
-    pred = cross_val_predict(clf, X, y, groups=groups, cv=GroupKFold(folds))
-    hit = int((pred == y).sum())
-    lo, hi = proportion_ci(hit, len(y))
-    return {"acc": hit / len(y), "ci": [lo, hi], "n": int(len(y))}
-
-
-def _regress(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> dict:
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
-    pred = cross_val_predict(reg, X, y, groups=groups, cv=GroupKFold(folds))
-    return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "guess_rmse": float(np.std(y)), "n": int(len(y))}
-
-
-def probe(feats: dict, folds: int = 5, seed: int = 0) -> dict:
-    """``{place: {question: result}}`` for every place (grid and pooled) and the three questions."""
-    rows = feats["rows"]
-    variant = np.array([r["variant"] for r in rows])
-    scene = np.array([r["scene"] for r in rows])
-    dx = np.array([r["dx"] for r in rows], dtype=float)
-    offset = np.isin(variant, ["gt", *(f"dx_{o}" for o in OFFSETS)])
-    out = {}
-    for place, X in feats["features"].items():
-        res = {}
-        m = np.isin(variant, ["none", "gt"])
-        res["drawn"] = _classify(X[m], (variant[m] == "gt").astype(int), scene[m], folds)
-        for d in SHIFTS:
-            m = np.isin(variant, ["gt", f"shift_{d}"])
-            res[f"aligned_vs_{d}px"] = _classify(X[m], (variant[m] == "gt").astype(int), scene[m], folds)
-        res["offset"] = _regress(X[offset], dx[offset], scene[offset], folds)
-        out[place] = res
-    return out
+def probe(feats: dict, folds: int = 5, seed: int = 0, cells: bool = False) -> dict:
+    """``{place: {question: result}}`` for every place and the three questions (:func:`.box_probe_fit.probe_all`)."""
+    return fit.probe_all(feats, SHIFTS, OFFSETS, folds, seed, cells)
 
 
 def _cos(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -169,9 +189,10 @@ def _step_stats(trajs, gts) -> dict:
             "cosine_move_vs_needed": float(np.mean(cos)) if cos else None, "n_cosine": len(cos), "n": n}
 
 
-def behaviour(policy, samples: Sequence[dict], own_boxes: Sequence, seed: int = 0,
-              coord_format: str = "qwen3") -> dict:
-    """One refine step from each start (ground truth, shifted 2 / 4 / 8 px, a distractor, the model's own box)."""
+def behaviour(policy, samples: Sequence[dict], own_boxes: Sequence, seed: int = 0, coord_format: str = "qwen3",
+              view: ViewSettings = OVERLAY) -> dict:
+    """One refine step (in ``view``) from each start (ground truth, shifted 2 / 4 / 8 px, a distractor, the model's
+    own box)."""
     rng = random.Random(f"box-behaviour-{seed}")
     gts = [tuple(s["bbox"]) for s in samples]
     starts = {"gt": (list(range(len(samples))), gts)}
@@ -189,29 +210,39 @@ def behaviour(policy, samples: Sequence[dict], own_boxes: Sequence, seed: int = 
         if not idx:
             continue
         sub = [samples[i] for i in idx]
-        trajs = run_loop(policy, sub, T=1, coord_format=coord_format, start_boxes=boxes, show_progress=False)
+        trajs = run_loop(policy, sub, T=1, coord_format=coord_format, start_boxes=boxes, show_progress=False,
+                         feedback=view)
         out[name] = _step_stats(trajs, [gts[i] for i in idx])
     return out
 
 
 def probe_model(model_path: str, samples: Sequence[dict], seed: int = 0, coord_format: str = "qwen3",
-                folds: int = 5, device: str = "cpu") -> dict:
-    """Both probes of one model on ``samples`` (validation): ``{"representation": ..., "behaviour": ...}``."""
+                folds: int = 5, device: str = "cpu", view: ViewSettings = OVERLAY,
+                places: Sequence[str] | None = None, with_behaviour: bool = True, cells: bool = False,
+                window_at: str = "gt") -> dict:
+    """Both probes of one model on ``samples`` (validation) in ``view``: ``{"representation": ..., "behaviour": ...}``
+    (``behaviour`` None without ``with_behaviour``)."""
     from ..core.models import load_model, resolve_device
 
     model, processor = load_model(model_path, device=resolve_device(device))
     model.eval()
-    rep = probe(features(model, processor, samples, seed, coord_format), folds, seed)
-    policy = HFPolicy(model, processor)
-    own = [t.steps[0].box for t in run_loop(policy, samples, T=0, coord_format=coord_format, show_progress=False)]
-    return {"representation": rep, "behaviour": behaviour(policy, samples, own, seed, coord_format),
-            "n_scenes": len(samples)}
+    feats = features(model, processor, samples, seed, coord_format, view=view, places=places, window_at=window_at)
+    rep = probe(feats, folds, seed, cells)
+    beh = None
+    if with_behaviour:
+        policy = HFPolicy(model, processor)
+        own = [t.steps[0].box for t in run_loop(policy, samples, T=0, coord_format=coord_format, show_progress=False)]
+        beh = behaviour(policy, samples, own, seed, coord_format, view)
+    return {"representation": rep, "behaviour": beh, "n_scenes": len(samples), "view": view_key(view),
+            "window_at": window_at if view.feedback == "zoom" else None}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ivt_lib.analysis.box_probe --model data/base_model --n 200 --out box_probe.json``."""
+    """``python -m ivt_lib.analysis.box_probe --model data/base_model --n 200 --view overlay --view zoom:0.5:128
+    --out box_probe.json``: ``{model: {view: result}}``."""
     import argparse
     import json
+    import time
 
     from ..core.io import atomic_write_json, provenance
     from ..corpora.splits import load_split
@@ -220,10 +251,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", action="append", required=True, help="model folder or hub id (repeatable)")
     ap.add_argument("--n", type=int, default=200, help="validation scenes (the test split is never probed)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--view", action="append", help="overlay or zoom[:margin[:size]], e.g. zoom:0.5:128 (repeatable)")
+    ap.add_argument("--feedback", choices=("overlay", "zoom"), help="one view (with --zoom-margin/--zoom-size)")
+    ap.add_argument("--zoom-margin", type=float, default=ViewSettings().margin)
+    ap.add_argument("--zoom-size", type=int, default=ViewSettings().size)
+    ap.add_argument("--places", nargs="+", help="restrict to these places (vision, merged, lm_<k>)")
+    ap.add_argument("--cells", action="store_true", help="also the best single cell (chosen inside the CV)")
+    ap.add_argument("--window-at", choices=("gt", "box"), default="gt",
+                    help="zoom view: the window around the ground truth for all variants, or around each drawn box")
+    ap.add_argument("--no-behaviour", action="store_true", help="the representation probes only")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", help="write the JSON here (with a provenance sidecar) instead of printing it")
     a = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(a.threads)
+    threadpool_limits(a.threads)  # numpy / scikit-learn's BLAS too
+    views = [parse_view(v) for v in a.view or []]
+    if a.feedback:
+        views.append(ViewSettings(a.feedback, a.zoom_margin, a.zoom_size))
     samples = load_split("validation", limit=a.n)
-    res = {m: probe_model(m, samples, a.seed) for m in a.model}
+    res = {}
+    for m in a.model:
+        for v in views or [ViewSettings()]:
+            t0 = time.time()
+            r = probe_model(m, samples, a.seed, view=v, places=a.places, with_behaviour=not a.no_behaviour,
+                            cells=a.cells, window_at=a.window_at)
+            key = view_key(v) + (" window@box" if v.feedback == "zoom" and a.window_at == "box" else "")
+            res.setdefault(m, {})[key] = {**r, "seconds": round(time.time() - t0, 1)}
     if a.out:
         atomic_write_json(a.out, res)
         atomic_write_json(a.out.replace(".json", ".provenance.json"), provenance(vars(a)))
