@@ -15,7 +15,7 @@ JOBS ?= 2
 # (write a committed tier's results from a tree with uncommitted changes; they are marked +dirty), --force
 ARGS ?=
 
-.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds zoom
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,16 @@ smoke: setup
 # mean ± sd in results/seeds.json. `make reproduce` already runs them in the default and full tiers.
 seeds: setup
 	$(PY) -m ivt_lib.reproduction.seeds --tier $(TIER) --seeds $(SEEDS) --extra-rows $(ARGS)
+
+# Ours, a labelled extra (after `make reproduce`, which it needs for notebook 00's base answers): the box-perception
+# probes of the bases on validation (results/box_probe.json), then the IVT chain in the zoom feedback view: teacher
+# traces, SFT and GRPO, seeds 0-2 (results/feedback_view.json). About 45 min on 2 CPU cores beside nothing else.
+zoom: setup
+	$(PY) -m ivt_lib.analysis.box_probe --model data/base_model --n 200 --view overlay --view zoom:0.5:128 \
+		--view zoom:0.25:128 --view zoom:0.5:256 --window-at box --places vision merged lm_2 lm_4 --out results/box_probe.json
+	$(PY) -m ivt_lib.analysis.box_probe --model data/base_model_refine_mix --n 200 --view overlay --view zoom:0.5:128 \
+		--window-at box --places vision merged lm_2 lm_4 --out results/box_probe.json --add
+	$(PY) -m ivt_lib.reproduction.feedback_view --tier $(TIER) --seeds 0 $(SEEDS) --jobs $(JOBS) $(ARGS)
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

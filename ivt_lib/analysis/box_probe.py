@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
     import time
+    from pathlib import Path
 
     from ..core.io import atomic_write_json, provenance
     from ..corpora.splits import load_split
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-behaviour", action="store_true", help="the representation probes only")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", help="write the JSON here (with a provenance sidecar) instead of printing it")
+    ap.add_argument("--add", action="store_true", help="add to (or replace within) the models of an existing --out")
     a = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -280,8 +282,11 @@ def main(argv: list[str] | None = None) -> None:
             key = view_key(v) + (" window@box" if v.feedback == "zoom" and a.window_at == "box" else "")
             res.setdefault(m, {})[key] = {**r, "seconds": round(time.time() - t0, 1)}
     if a.out:
-        atomic_write_json(a.out, res)
-        atomic_write_json(a.out.replace(".json", ".provenance.json"), provenance(vars(a)))
+        out, side = Path(a.out), Path(a.out.replace(".json", ".provenance.json"))
+        before = json.loads(out.read_text()) if a.add and out.exists() else {}
+        earlier = json.loads(side.read_text()) if a.add and side.exists() else None
+        atomic_write_json(out, {**before, **{m: {**before.get(m, {}), **v} for m, v in res.items()}})
+        atomic_write_json(side, {**provenance(vars(a)), **({"earlier": earlier} if earlier else {})})
     else:
         print(json.dumps(res, indent=1))
 

@@ -133,3 +133,35 @@ def markdown(out: dict) -> list[str]:
         cells = [_cell(r["rules"][k]) if k in r["rules"] else "–" for k in MEAN_OF]
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {r['stability']['degradation']:.3f} |")
     return lines
+
+
+def bands_table(out: dict) -> list[str]:
+    """Last step vs step 0 at each dead band: improve / degrade / stay, stay split into kept-good and stayed-bad (%)."""
+    lines = ["Stability, last step vs step 0, at dead bands 0.01 / 0.05 / 0.10 IoU: improve / degrade / stay "
+             "(kept good: step-0 IoU ≥ 0.5; stayed bad: below), % of samples.", "",
+             "| configuration | seed | band | improve | degrade | stay | kept good | stayed bad |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [(f"base + naive iteration ({k})", "–", r) for k, r in out["naive_base"].items()]
+    rows += [(name, str(s), r) for name, c in out["configurations"].items() for s, r in c["per_seed"].items()]
+    for name, seed, r in rows:
+        for band, b in r["stability_bands"].items():
+            lines.append(f"| {name} | {seed} | {band} | " + " | ".join(
+                f"{100 * b[k]:.1f}" for k in ("improve", "degrade", "stay", "kept_good", "stayed_bad")) + " |")
+    return lines
+
+
+def keep_table(out: dict) -> list[str]:
+    """The keep-signal diagnostic: from right starts, how often one refine step keeps the box (greedy, sampled)."""
+    lines = ["Keep signal (validation): from starts with step-0 IoU ≥ 0.85, one refine step in the view; kept = IoU ≥ 0.9 "
+             "with the start; % [Wilson 95 % CI].", "",
+             "| model | right starts | greedy keep | sampled keep | groups with a keep | step-1 IoU, kept / moved |",
+             "|---|---|---|---|---|---|"]
+    for name, k in out.get("keep_signal", {}).items():
+        if not k.get("good_starts"):
+            lines.append(f"| {name} | 0 | – | – | – | – |")
+            continue
+        c = lambda key: f"{100 * k[key]:.0f} [{100 * k[key + '_ci'][0]:.0f}, {100 * k[key + '_ci'][1]:.0f}]"  # noqa: E731
+        iou = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+        lines.append(f"| {name} | {k['good_starts']} | {c('greedy_keep')} | {c('sampled_keep')} | "
+                     f"{c('groups_with_a_keep')} | {iou(k['sampled_iou_keep'])} / {iou(k['sampled_iou_move'])} |")
+    return lines

@@ -30,7 +30,7 @@ HEADLINE = [
 
 def load(results: Path) -> dict[str, dict]:
     """Every results file the findings read, by stem (missing files are absent)."""
-    names = ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds")
+    names = ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds", "box_probe", "feedback_view")
     return {n: json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").exists()}
 
 
@@ -100,11 +100,46 @@ def bullets(r: dict[str, dict], nb: str = NB, res: str = "../results/") -> list[
         f"**The ORACLE best step gains less than best-of-N sampling at the same compute** in {wins} of {len(gap)} "
         f"configurations (both use the ground truth to pick) {link('05_evaluation', 'evaluation.json')}",
     ]
+    out += view_bullets(r, link)
     if vp:
         out.append(f"**The base cannot read colour where the language model looks**: a linear probe reads an object's "
                    f"colour from pixels at {pct(vp['pixels'])} %, from the merged image token at {pct(vp['lm_token'])} % "
                    f"(chance {pct(vp['majority'])} %) {link('00_base_model', 'base_model.json')}")
     return out
+
+
+def _a4(view: dict) -> str:
+    """Aligned vs 4 px at the merged tokens, grid / pooled, and the offset RMSE beside guessing."""
+    rep = view["representation"]
+    g, p = rep["merged"], rep["merged/pooled"]
+    return (f"{pct(g['aligned_vs_4px']['acc'])} % / {pct(p['aligned_vs_4px']['acc'])} % (grid / pooled; offset RMSE "
+            f"{g['offset']['rmse']:.1f} px vs guessing {g['offset']['guess_rmse']:.1f})")
+
+
+def view_bullets(r: dict[str, dict], link) -> list[str]:
+    """The box-perception and zoom-view findings (ours), when their results exist."""
+    out, probes, view = [], r.get("box_probe", {}).get("data/base_model"), r.get("feedback_view")
+    if probes and "overlay" in probes:
+        zoom = next((k for k in probes if k.startswith("zoom m0.5 s128")), None) or next(
+            (k for k in probes if k.startswith("zoom")), None)
+        out.append(f"**In the paper's overlay the model cannot see where its box sits**: a probe tells the true box "
+                   f"from one shifted 4 px at the language model's input at {_a4(probes['overlay'])}; in the **zoom "
+                   f"view** (ours, an enlarged second image of the box's window) at {_a4(probes[zoom])}"
+                   f" {link('01_naive_iteration_collapse', 'box_probe.json')}" if zoom else "")
+    if view:
+        for name in ("SFT + IVT", "SFT + GRPO + IVT"):
+            c = view["configurations"].get(name)
+            if not c:
+                continue
+            a, n = c["across_seeds"], len(c["per_seed"])
+            fmt = lambda m: f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")  # noqa: E731
+            out.append(f"**{name} in the zoom view (ours)**, Δ Acc@0.5 vs base single shot over {n} seeds: step 0 "
+                       f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp "
+                       f"({a['last step']['seeds_better_p<0.05']} seeds better, {a['last step']['seeds_worse_p<0.05']} "
+                       f"worse at p < 0.05), ORACLE best step {fmt(a['ORACLE best step (uses GT)']['d_acc@0.5'])} pp; "
+                       f"degradation {', '.join(f'{x:.3f}' for x in a['degradation']['per_seed'])} "
+                       f"{link('05_evaluation', 'feedback_view.json')}")
+    return [b for b in out if b]
 
 
 def render(results: Path) -> str:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import report_tables as tables
+from . import report_view
 from ..configs import ROOT
 from ..core.io import atomic_write_bytes
 
@@ -127,7 +128,7 @@ def render(results: Path = ROOT / "results") -> str:
            "Sections: [00 base](#00-base-grounders-single-shot) · [01 naive iteration](#01-naive-iteration) · "
            "[02 teacher traces](#02-teacher-traces) · [03 SFT](#03-sft-phase-1) · [04 GRPO](#04-grpo-phase-2) · "
            "[training seeds](#training-seeds-notebooks-03-04) · [05 evaluation](#05-evaluation-deployable-vs-oracle)"
-           " · [claims](#claims) · [run time](#run-time)", ""]
+           f" · [zoom view (ours)](#{report_view.ANCHOR}) · [claims](#claims) · [run time](#run-time)", ""]
     full = results / FULL
     base, _ = _load(results, "base_model.json")
     naive, _ = _load(results, "naive_iteration.json")
@@ -146,6 +147,7 @@ def render(results: Path = ROOT / "results") -> str:
     out += _seeds(results, base)
     if ev:
         out += ["## 05 Evaluation: deployable vs oracle", ""] + tables.deployable(ev) + tables.stability(ev)
+    out += report_view.section(results)
     out += ["## Claims", "", "| claim | do we reproduce it? (read from `results/`) | notebook | "
             "figure(s) in `figures/` | result |", "|---|---|---|---|---|"]
     out += [f"| {c} | {_status(k, results)} | `notebooks/{nb}.ipynb` | {f} | {'`results/' + r + '`' if r != '-' else '–'} |"
@@ -213,7 +215,7 @@ def _seeds(results: Path, base: dict | None) -> list[str]:
     seeds, _ = _load(results, "seeds.json")
     if not seeds:
         return []
-    from .seeds import EXTRA_ROWS, markdown
+    from .seeds import EXTRA_ROWS, markdown, run_note
 
     extra = any(len(seeds["summary"].get(r, {}).get("seeds", [])) > 1 for r in EXTRA_ROWS)
     out = ["## Training seeds (notebooks 03-04)", "",
@@ -225,19 +227,11 @@ def _seeds(results: Path, base: dict | None) -> list[str]:
            + (" For reference, the base grounder (before Phase 1) single shot: "
               f"{tables.pct(base['overall']['acc@0.5'])} Acc@0.5." if base else ""), "", *markdown(seeds)]
     if seeds.get("seconds"):
-        runs = [f"seed {k}: " + ", then ".join(_seed_run(r) for r in v.get("runs", [v]))
+        runs = [f"seed {k}: " + ", then ".join(run_note(r) for r in v.get("runs", [v]))
                 for k, v in sorted(seeds["seconds"].items())]
         out += ["Wall time of notebooks 03 and 04 per seed, as run (2 CPU cores, or 1 thread beside another lane "
                 "in `make reproduce`; a rerun loads finished training): " + "; ".join(runs) + ".", ""]
     return out
-
-
-def _seed_run(r: dict) -> str:
-    """One recorded run of an extra seed: each notebook it ran (one or both, as the lanes run them one at a time) with
-    its seconds, and whether it trained the extra rows."""
-    nbs = " + ".join(f"{nb[:2]} {r[nb]:.0f} s" for nb in ("03_sft", "04_grpo") if nb in r)
-    return (f"{nbs} ({'with' if r.get('extra_rows') else 'without'} the extra rows)"
-            + (f" [{r['note']}]" if r.get("note") else ""))
 
 
 def _times(results: Path, figures: Path, tier: str) -> list[str]:

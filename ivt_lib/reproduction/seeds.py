@@ -107,6 +107,14 @@ def run_seed(tier: str, seed: int, force: bool = False, runs: Path | None = None
     return times
 
 
+def run_note(r: dict) -> str:
+    """One recorded run of an extra seed: each notebook it ran (one or both, as the lanes run them one at a time) with
+    its seconds, and whether it trained the extra rows."""
+    nbs = " + ".join(f"{nb[:2]} {r[nb]:.0f} s" for nb in STEMS if nb in r)
+    return (f"{nbs} ({'with' if r.get('extra_rows') else 'without'} the extra rows)"
+            + (f" [{r['note']}]" if r.get("note") else ""))
+
+
 def _get(r: dict, path: tuple[str, str]) -> float:
     return float(r[path[0]][path[1]])
 
