@@ -193,3 +193,24 @@ def test_the_closed_form_ridge_path_is_sklearns_ridge():
     path = fit._ridge_path(a - mu, y, b - mu)
     for j in (0, 8, 16):
         np.testing.assert_allclose(path[:, j], Ridge(alpha=fit.ALPHAS[j]).fit(a, y).predict(b), atol=1e-8)
+
+
+def test_cli_add_merges_models_into_an_existing_results_file(tmp_path, monkeypatch):
+    """--add keeps the other models (and views) of the file and nests the earlier provenance."""
+    import json
+
+    from ivt_lib.analysis import box_probe as bp
+    from ivt_lib.corpora import splits
+
+    monkeypatch.setattr(splits, "load_split", lambda *a, **k: [])
+    monkeypatch.setattr(bp, "probe_model", lambda m, *a, **k: {"model": m, "view": k["view"].feedback})
+    out = tmp_path / "box_probe.json"
+    bp.main(["--model", "a", "--view", "overlay", "--out", str(out)])
+    bp.main(["--model", "b", "--view", "zoom", "--out", str(out), "--add"])
+    bp.main(["--model", "a", "--view", "zoom", "--out", str(out), "--add"])
+    got = json.loads(out.read_text())
+    assert set(got) == {"a", "b"} and set(got["a"]) == {"overlay", "zoom m0.5 s128"}
+    side = json.loads((tmp_path / "box_probe.provenance.json").read_text())
+    assert "earlier" in side and "earlier" in side["earlier"]
+    bp.main(["--model", "c", "--out", str(out)])  # without --add: the file is replaced
+    assert set(json.loads(out.read_text())) == {"c"}

@@ -93,10 +93,15 @@ def text_problems(fig) -> list[str]:
 def save(ev: dict, path: Path, params: dict | None = None) -> list[Path]:
     """Draw the forest plot of ``ev`` (an ``evaluation.json``) to ``path`` with its provenance sidecar, as every figure
     has; write only what changed (an unchanged image keeps its bytes and its sidecar)."""
+    return save_figure_if_changed(forest_figure(ev["deployable_vs_oracle"]), path, params)
+
+
+def save_figure_if_changed(fig, path: Path, params: dict | None = None) -> list[Path]:
+    """Save ``fig`` as a PNG with its provenance sidecar only when its bytes changed (so a regenerated report leaves an
+    unchanged figure and its sidecar alone); the paths written."""
     from ..core.io import atomic_write_json, provenance, relative_paths
 
     path = Path(path)
-    fig = forest_figure(ev["deployable_vs_oracle"])
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)

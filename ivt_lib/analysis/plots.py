@@ -238,3 +238,26 @@ def per_step_seeds(by_seed: Mapping[str, Mapping[int, Sequence[dict]]]):
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
+
+
+def view_illustration(sample: dict, shift: float = 4.0, margin: float = 0.5, size: int = 128):
+    """The same scene with its true box and with that box shifted ``shift`` px, as the paper's overlay shows it and
+    as the zoom view's second image shows it (the window placed as the loop places it: on the drawn box)."""
+    from ..core.feedback import zoom_image, zoom_window
+    from ..core.render import draw_box
+
+    x1, y1, x2, y2 = sample["bbox"]
+    boxes = {"aligned": (x1, y1, x2, y2), f"shifted {shift:g} px": (x1 + shift, y1, x2 + shift, y2)}
+    fig, axes = plt.subplots(1, 4, figsize=(10, 3))
+    for j, (name, box) in enumerate(boxes.items()):
+        img = sample["image"]
+        panels = [("overlay (paper)", draw_box(img, box)),
+                  ("zoom window (ours)", zoom_image(img, box, zoom_window(box, img.width, img.height, margin), size))]
+        for k, (view, im) in enumerate(panels):
+            ax = axes[2 * j + k]
+            ax.imshow(im.resize((256, 256), 0))
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{name}: {view}", fontsize=8)
+    fig.suptitle(f'"{sample["expression"]}": the box as a refine step sees it', fontsize=9)
+    fig.tight_layout()
+    return fig

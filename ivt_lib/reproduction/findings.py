@@ -164,8 +164,16 @@ def with_headline(readme: str, results: Path) -> str:
 
 
 def draw_figures(results: Path, figures: Path) -> list[Path]:
-    """The figures drawn from results alone (the forest plot); return the files that changed."""
+    """The figures drawn from results alone (the forest plot) and, with the zoom view's results, the illustration of
+    the two views on the first validation scene; return the files that changed."""
     ev = results / "evaluation.json"
-    if not ev.exists():
-        return []
-    return forest.save(json.loads(ev.read_text()), figures / "forest_acc05.png")
+    out = forest.save(json.loads(ev.read_text()), figures / "forest_acc05.png") if ev.exists() else []
+    view = results / "feedback_view.json"
+    if view.exists():
+        from ..analysis.plots import view_illustration
+        from ..corpora.splits import load_split
+
+        v = json.loads(view.read_text())["view"]
+        fig = view_illustration(load_split("validation", limit=1)[0], 4.0, v["zoom_margin"], v["zoom_size"])
+        out += forest.save_figure_if_changed(fig, figures / "zoom_view.png")
+    return out
