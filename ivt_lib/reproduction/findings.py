@@ -127,17 +127,24 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
                    f"view** (ours, an enlarged second image of the box's window) at {_a4(probes[zoom])}"
                    f" {link('01_naive_iteration_collapse', 'box_probe.json')}" if zoom else "")
     if view:
+        summ = r.get("seeds", {}).get("summary", {})
         for name in ("SFT + IVT", "SFT + GRPO + IVT"):
             c = view["configurations"].get(name)
             if not c:
                 continue
-            a, n = c["across_seeds"], len(c["per_seed"])
+            a, per = c["across_seeds"], c["per_seed"].values()
             fmt = lambda m: f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")  # noqa: E731
-            out.append(f"**{name} in the zoom view (ours)**, Δ Acc@0.5 vs base single shot over {n} seeds: step 0 "
+            own = [x["rules"]["last step"] for x in per]
+            own_d = ", ".join(f"{100 * x['d_acc@0.5_vs_step0']:+.1f}" for x in own)
+            ov = summ.get(name, {}).get("degradation")
+            out.append(f"**{name} in the zoom view (ours)**, {len(own)} seeds: degradation "
+                       f"{', '.join(f'{x:.3f}' for x in a['degradation']['per_seed'])}"
+                       + (f" (overlay: {ov['mean']:.3f} ± {ov['sd']:.3f})" if ov and ov.get("sd") is not None else "")
+                       + "; last step vs its own step 0 "
+                       f"{own_d} pp (significant in "
+                       f"{sum(x['significant_vs_step0'] for x in own)}); vs base single shot: step 0 "
                        f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp "
-                       f"({a['last step']['seeds_better_p<0.05']} seeds better, {a['last step']['seeds_worse_p<0.05']} "
-                       f"worse at p < 0.05), ORACLE best step {fmt(a['ORACLE best step (uses GT)']['d_acc@0.5'])} pp; "
-                       f"degradation {', '.join(f'{x:.3f}' for x in a['degradation']['per_seed'])} "
+                       f"({a['last step']['seeds_worse_p<0.05']} of {len(own)} seeds worse at p < 0.05) "
                        f"{link('05_evaluation', 'feedback_view.json')}")
     return [b for b in out if b]
 
