@@ -111,7 +111,7 @@ def test_generations_prompts_and_images(fake_vllm, tiny_dir, test_samples):
     pol = VLLMPolicy(str(tiny_dir), max_new_tokens=24, temperature=0.7, top_p=0.9, seed=5, gpu_memory_utilization=0.5)
     llm = FakeLLM.instances[-1]
     assert llm.model == str(tiny_dir)
-    assert llm.kwargs == {"limit_mm_per_prompt": {"image": 1}, "seed": 5, "gpu_memory_utilization": 0.5}
+    assert llm.kwargs == {"limit_mm_per_prompt": {"image": 2}, "seed": 5, "gpu_memory_utilization": 0.5}
     s = test_samples[:3]
     msgs = [step0_messages(x["expression"]) for x in s[:2]] + [refine_messages(s[2]["expression"], (10, 20, 300, 400), 1, 2)]
     imgs = [x["image"].convert("RGB") for x in s]
@@ -135,6 +135,14 @@ def test_generations_prompts_and_images(fake_vllm, tiny_dir, test_samples):
     assert pol.generate([], []) == []
     with pytest.raises(ValueError, match="images"):
         pol.generate(msgs, imgs[:2])
+    # the zoom view: a refine prompt with two images (the full image, then the window) gets both, in order
+    from ivt_lib.core.feedback import ViewSettings, refine_view
+
+    v = refine_view(imgs[2], s[2]["expression"], (10, 20, 60, 70), 1, 2, ViewSettings("zoom"))
+    pol.generate([v.messages], [v.images])
+    p = llm.calls[-1][0][0]
+    assert p["multi_modal_data"]["image"] == v.images
+    assert p["prompt"].count("<|vision_start|><|image_pad|><|vision_end|>") == 2
 
 
 def test_mean_logprob_fallbacks():
@@ -297,7 +305,7 @@ def test_load_policy_selects_the_backend(fake_vllm, tiny_dir):
     assert FakeLLM.instances == []  # no engine for the hf backend
     v = load_policy(tiny_dir, "vllm", dtype="bfloat16", max_new_tokens=9, vllm_gpu_memory=0.4)
     assert isinstance(v, VLLMPolicy) and v.max_new_tokens == 9 and v.temperature == 0.0
-    assert FakeLLM.instances[-1].kwargs == {"limit_mm_per_prompt": {"image": 1}, "gpu_memory_utilization": 0.4,
+    assert FakeLLM.instances[-1].kwargs == {"limit_mm_per_prompt": {"image": 2}, "gpu_memory_utilization": 0.4,
                                             "dtype": "bfloat16"}
     with pytest.raises(ValueError, match="backend"):
         load_policy(tiny_dir, "sglang")
