@@ -55,6 +55,9 @@ zoom: setup
 	$(PY) -m ivt_lib.analysis.box_probe --model data/base_model_refine_mix --n 200 --view overlay --view zoom:0.5:128 \
 		--window-at box --places vision merged lm_2 lm_4 --out results/box_probe.json --add
 	$(PY) -m ivt_lib.reproduction.feedback_view --tier $(TIER) --seeds 0 $(SEEDS) --jobs $(JOBS) $(ARGS)
+	$(PY) -m ivt_lib.analysis.view_ablation --model runs/$(TIER)/view_zoom/seed_0/grpo/merged \
+		--model runs/$(TIER)/view_zoom/seed_1/grpo/merged --model runs/$(TIER)/view_zoom/seed_2/grpo/merged \
+		--out results/view_ablation.json
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

@@ -61,6 +61,16 @@ def section(results: Path) -> list[str]:
                 "paired against base single shot.", "", *feedback_summary.markdown(view)[2:], "",
                 "Over seeds:", "", *seeds_summary(view), "", *feedback_summary.bands_table(view), "",
                 *feedback_summary.keep_table(view), ""]
+    ablation = _read(results, "view_ablation.json")
+    if ablation:
+        out += ["### Does the model use the window? (`python -m ivt_lib.analysis.view_ablation`, validation)", "",
+                "One refine step from the truth shifted 4 px; the window as the loop shows it, blanked, or cut around a "
+                "box 10 px further off, with the prompt and the full image unchanged. % [Wilson 95 % CI].", "",
+                "| model | window | ended closer | Acc@0.5 | answer changed vs the window as shown |", "|---|---|---|---|---|"]
+        cell = lambda x: f"{100 * x['share']:.0f} [{100 * x['ci'][0]:.0f}, {100 * x['ci'][1]:.0f}]"  # noqa: E731
+        out += [f"| {m} | {arm} | {cell(x['closer'])} | {cell(x['acc@0.5'])} | "
+                f"{cell(x['changed_vs_shown']) if 'changed_vs_shown' in x else '–'} |"
+                for m, r in ablation.items() for arm, x in r["arms"].items()] + [""]
     if trained:
         out += ["### Probes of the models trained on the zoom view (validation)", "",
                 *perception_tables.representation(trained, ("lm_2", "lm_4")), "", *perception_tables.behaviour(trained),
