@@ -239,8 +239,7 @@ def run_loop(policy: Policy, samples: Sequence[dict], T: int = 2, coord_format: 
         next_active = []
         for i, g, m, im, v in zip(active, gens, msgs, imgs, views):
             prev = trajs[i].steps[-1].box
-            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format,
-                               frames[i] if v.window is None else v.frame, v.window)
+            rec = _step_record(g, trajs[i].gt, trajs[i].width, trajs[i].height, coord_format, v.frame, v.window)
             trajs[i].steps.append(rec)
             if record_inputs:
                 trajs[i].rollout.append({"step": t, "messages": m, "image": im, "token_ids": g.token_ids})

@@ -115,6 +115,12 @@ def write(tier: str, view: ViewSettings, seeds: list[int], wall_s: float | None 
     return out
 
 
+def _rows(out: dict) -> list[tuple[str, str, dict]]:
+    """(configuration, seed, result) of the naive base in each view, then of every configuration and seed."""
+    rows = [(f"base + naive iteration ({k})", "–", r) for k, r in out["naive_base"].items()]
+    return rows + [(name, str(s), r) for name, c in out["configurations"].items() for s, r in c["per_seed"].items()]
+
+
 def _cell(r: dict) -> str:
     lo, hi = r["ci_acc@0.5"]
     return f"{100 * r['acc@0.5']:.1f} ({100 * r['d_acc@0.5']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p={r['p']:.3g})"
@@ -127,9 +133,7 @@ def markdown(out: dict) -> list[str]:
              "base single shot [95 % paired bootstrap CI], McNemar p); test split.", "",
              "| configuration | seed | step 0 | last step | ORACLE best step | stop-when-still | degradation |",
              "|---|---|---|---|---|---|---|"]
-    rows = [(f"base + naive iteration ({k})", "–", r) for k, r in out["naive_base"].items()]
-    rows += [(name, str(s), r) for name, c in out["configurations"].items() for s, r in c["per_seed"].items()]
-    for name, seed, r in rows:
+    for name, seed, r in _rows(out):
         cells = [_cell(r["rules"][k]) if k in r["rules"] else "–" for k in MEAN_OF]
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + f" | {r['stability']['degradation']:.3f} |")
     return lines
@@ -141,9 +145,7 @@ def bands_table(out: dict) -> list[str]:
              "(kept good: step-0 IoU ≥ 0.5; stayed bad: below), % of samples.", "",
              "| configuration | seed | band | improve | degrade | stay | kept good | stayed bad |",
              "|---|---|---|---|---|---|---|---|"]
-    rows = [(f"base + naive iteration ({k})", "–", r) for k, r in out["naive_base"].items()]
-    rows += [(name, str(s), r) for name, c in out["configurations"].items() for s, r in c["per_seed"].items()]
-    for name, seed, r in rows:
+    for name, seed, r in _rows(out):
         for band, b in r["stability_bands"].items():
             lines.append(f"| {name} | {seed} | {band} | " + " | ".join(
                 f"{100 * b[k]:.1f}" for k in ("improve", "degrade", "stay", "kept_good", "stayed_bad")) + " |")

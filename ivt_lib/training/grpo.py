@@ -205,8 +205,7 @@ class MultiStepGRPO:
             return trajs
 
     def frames(self, trajs: Sequence[Trajectory]) -> list:
-        """Each trajectory's last answer frame under this trainer's processor (:func:`ivt_lib.core.boxes.model_frames`):
-        the image's, or the zoom window's image's."""
+        """Each trajectory's last answer frame (:func:`ivt_lib.core.boxes.model_frames`): its image's or its window's."""
         sizes = [(tr.width, tr.height) if tr.steps[-1].window is None else (self.view.size,) * 2 for tr in trajs]
         return bx.model_frames(self.processor, sizes, self.cfg.coord_format)
 
