@@ -15,7 +15,7 @@ JOBS ?= 2
 # (write a committed tier's results from a tree with uncommitted changes; they are marked +dirty), --force
 ARGS ?=
 
-.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds zoom
+.PHONY: setup reproduce test smoke bench base-model splits clean-runs lab screenshot seeds zoom probe-trained
 
 setup: $(VENV)/.installed
 
@@ -58,6 +58,12 @@ zoom: setup
 	$(PY) -m ivt_lib.analysis.view_ablation --model runs/$(TIER)/view_zoom/seed_0/grpo/merged \
 		--model runs/$(TIER)/view_zoom/seed_1/grpo/merged --model runs/$(TIER)/view_zoom/seed_2/grpo/merged \
 		--out results/view_ablation.json
+
+# Ours: the box-perception probes and keep signal of every trained model, each in the view it was trained on
+# (validation; results/box_probe_trained.json), after `make reproduce` (overlay rows) and `make zoom` (zoom rows).
+# About 3 min per model on one core; JOBS models side by side.
+probe-trained: setup
+	$(PY) -m ivt_lib.reproduction.probe_trained --tier $(TIER) --feedback overlay zoom --seeds 0 $(SEEDS) --jobs $(JOBS)
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

@@ -214,3 +214,26 @@ def test_cli_add_merges_models_into_an_existing_results_file(tmp_path, monkeypat
     assert "earlier" in side and "earlier" in side["earlier"]
     bp.main(["--model", "c", "--out", str(out)])  # without --add: the file is replaced
     assert set(json.loads(out.read_text())) == {"c"}
+
+
+def test_cli_labels_name_the_models_and_keep_signal_is_added(tmp_path, monkeypatch):
+    """--label names each --model's entry (its path kept inside); --keep-signal adds the diagnostic; a label count
+    that does not match the models is refused before anything runs."""
+    import json
+
+    from ivt_lib.analysis import box_probe as bp
+    from ivt_lib.corpora import splits
+
+    calls = []
+    monkeypatch.setattr(splits, "load_split", lambda *a, **k: [])
+    monkeypatch.setattr(bp, "probe_model", lambda m, *a, **k: calls.append(m) or {"view": k["view"].feedback})
+    monkeypatch.setattr(bp, "keep_signal", lambda m, s, feedback: {"model": m, "greedy_keep": 0.5})
+    out = tmp_path / "t.json"
+    bp.main(["--model", "runs/x/merged", "--label", "SFT + IVT, overlay view, seed 0", "--keep-signal",
+             "--out", str(out)])
+    got = json.loads(out.read_text())
+    r = got["SFT + IVT, overlay view, seed 0"]["overlay"]
+    assert r["model"] == "runs/x/merged" and r["keep_signal"]["greedy_keep"] == 0.5
+    with pytest.raises(SystemExit):
+        bp.main(["--model", "a", "--model", "b", "--label", "only one", "--out", str(out)])
+    assert calls == ["runs/x/merged"]

@@ -51,3 +51,28 @@ def test_report_section_reads_the_probe_file(tmp_path):
     (tmp_path / "box_probe.json").write_text(json.dumps(RES))
     text = "\n".join(report_view.section(tmp_path))
     assert "## Box perception and the zoom feedback view (ours)" in text and "window@box" in text
+
+
+def test_trained_summary_groups_seeds_and_keep_signals_are_collected(tmp_path):
+    """Seeds of one configuration and view become one line (mean ± sd); a model without a keep signal shows –."""
+    def trained(a4: float, kept: float, keep: float | None) -> dict:
+        r = result(a4, a4, 1.0)
+        r["representation"]["lm_4"] = place(a4, 2.0)
+        r["behaviour"]["gt"] = {**r["behaviour"]["gt"], "kept": kept}
+        if keep is not None:
+            r["keep_signal"] = {"good_starts": 10, "greedy_keep": keep, "greedy_keep_ci": [keep - 0.1, keep + 0.1],
+                                "sampled_keep": keep / 2, "sampled_keep_ci": [0.0, 1.0], "groups_with_a_keep": 1.0,
+                                "groups_with_a_keep_ci": [0.7, 1.0], "sampled_iou_keep": 0.9, "sampled_iou_move": 0.5}
+        return {"overlay": r}
+
+    res = {"SFT + IVT, overlay view, seed 0": trained(0.5, 0.2, 0.9), "SFT + IVT, overlay view, seed 1": trained(0.6, 0.4, 0.7),
+           "SFT + IVT, zoom view, seed 0": trained(0.96, 0.95, None)}
+    lines = pt.trained_summary(res)
+    assert len(lines) == 2 + 2
+    assert lines[2].startswith("| SFT + IVT, overlay view | 0, 1 | 55 ± 7 | 0.50 ± 0.00 | 30 ± 14 |")
+    assert lines[2].endswith("| 80 ± 14 | 40 ± 7 |") and lines[3].endswith("| – | – |")
+    assert set(pt.keep_signals(res)) == {"SFT + IVT, overlay view, seed 0", "SFT + IVT, overlay view, seed 1"}
+    (tmp_path / "box_probe.json").write_text(json.dumps(RES))
+    (tmp_path / "box_probe_trained.json").write_text(json.dumps(res))
+    text = "\n".join(report_view.section(tmp_path))
+    assert "### Probes of the trained models" in text and "| SFT + IVT, overlay view, seed 1 | 10 | 70 [" in text

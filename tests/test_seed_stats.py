@@ -63,3 +63,17 @@ def test_validation_curves_need_a_fall_larger_than_its_seed_spread():
     lines = seed_stats.validation_table({"SFT + GRPO + IVT": c})
     assert "no (fall within the seed spread)" in lines[2]
     assert seed_stats.validation_curves({0: {"SFT + IVT": {}}}) == {}  # no GRPO row: nothing
+
+
+def test_stability_bands_per_seed_and_their_table(tmp_path):
+    """Each seed's rows carry improve/degrade/stay at the three dead bands; the table gives mean ± sd over seeds."""
+    # 4 samples: +0.2 (improves at every band), -0.03 (degrades only at 0.01), 0 from a good start, 0 from a bad one
+    rows = [[0.5, 0.7], [0.6, 0.57], [0.8, 0.8], [0.1, 0.1]]
+    for folder in (tmp_path / "trajectories", tmp_path / "seed_1" / "trajectories"):
+        trajectory.save_trajectories(folder / "sft.jsonl", _trajs(rows))
+    ps = seed_stats.per_seed(tmp_path, [1])
+    b = ps[1]["stability_bands"]["SFT + IVT"]
+    assert b["0.01"]["degrade"] == pytest.approx(0.25) and b["0.05"]["degrade"] == 0
+    assert b["0.05"]["kept_good"] == pytest.approx(0.5) and b["0.05"]["stayed_bad"] == pytest.approx(0.25)
+    lines = seed_stats.bands_table(ps)
+    assert len(lines) == 2 + 3 and "| SFT + IVT | 0, 1 | 0.05 | 25.0 ± 0.0 | 0.0 ± 0.0 | 75.0 ± 0.0 | 50.0 ± 0.0 |" in lines[3]

@@ -34,6 +34,7 @@ from ..core.prompts import step_messages, zoom_messages
 from ..core.render import draw_box, overlay_style
 from ..core.stats import proportion_ci
 from . import box_probe_fit as fit
+from .keep_signal import keep_signal
 
 SHIFTS = (2, 4, 8)
 OFFSETS = (-8, -4, -2, 2, 4, 8)  # horizontal shifts for the regression (0 is the ground truth itself)
@@ -238,8 +239,7 @@ def probe_model(model_path: str, samples: Sequence[dict], seed: int = 0, coord_f
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ivt_lib.analysis.box_probe --model data/base_model --n 200 --view overlay --view zoom:0.5:128
-    --out box_probe.json``: ``{model: {view: result}}``."""
+    """``python -m ivt_lib.analysis.box_probe --model M --view overlay --out F``: ``{model: {view: result}}``."""
     import argparse
     import json
     import time
@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, help="model folder or hub id (repeatable)")
+    ap.add_argument("--label", action="append", help="the results' name of each --model, in order (default: its path)")
     ap.add_argument("--n", type=int, default=200, help="validation scenes (the test split is never probed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--view", action="append", help="overlay or zoom[:margin[:size]], e.g. zoom:0.5:128 (repeatable)")
@@ -261,10 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window-at", choices=("gt", "box"), default="gt",
                     help="zoom view: the window around the ground truth for all variants, or around each drawn box")
     ap.add_argument("--no-behaviour", action="store_true", help="the representation probes only")
+    ap.add_argument("--keep-signal", action="store_true", help="also the keep-signal diagnostic (analysis.keep_signal)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", help="write the JSON here (with a provenance sidecar) instead of printing it")
     ap.add_argument("--add", action="store_true", help="add to (or replace within) the models of an existing --out")
     a = ap.parse_args(argv)
+    if a.label and len(a.label) != len(a.model):
+        ap.error(f"--label: {len(a.label)} labels for {len(a.model)} models; give one per --model or none")
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(a.threads)
@@ -274,13 +278,15 @@ def main(argv: list[str] | None = None) -> None:
         views.append(ViewSettings(a.feedback, a.zoom_margin, a.zoom_size))
     samples = load_split("validation", limit=a.n)
     res = {}
-    for m in a.model:
+    for m, label in zip(a.model, a.label or a.model):
         for v in views or [ViewSettings()]:
             t0 = time.time()
             r = probe_model(m, samples, a.seed, view=v, places=a.places, with_behaviour=not a.no_behaviour,
                             cells=a.cells, window_at=a.window_at)
+            if a.keep_signal:
+                r["keep_signal"] = keep_signal(m, samples, feedback=v)
             key = view_key(v) + (" window@box" if v.feedback == "zoom" and a.window_at == "box" else "")
-            res.setdefault(m, {})[key] = {**r, "seconds": round(time.time() - t0, 1)}
+            res.setdefault(label, {})[key] = {**r, "model": m, "seconds": round(time.time() - t0, 1)}
     if a.out:
         out, side = Path(a.out), Path(a.out.replace(".json", ".provenance.json"))
         before = json.loads(out.read_text()) if a.add and out.exists() else {}

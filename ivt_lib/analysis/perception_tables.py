@@ -67,3 +67,64 @@ def targets(r: dict, place: str = "merged") -> dict:
                      "offset_ratio": off["rmse"] / off["guess_rmse"] if off else None,
                      "met": bool(a4 and off and a4["acc"] >= TARGET_ACC and off["rmse"] / off["guess_rmse"] <= TARGET_RATIO)}
     return out
+
+
+def keep_signals(res: dict) -> dict:
+    """``{"<model>, <view>": keep-signal result}`` of the entries that carry one (``box_probe --keep-signal``)."""
+    return {f"{m}, {v}" if len(views) > 1 else m: r["keep_signal"]
+            for m, views in res.items() for v, r in views.items() if r.get("keep_signal")}
+
+
+def _configuration(model: str) -> tuple[str, str]:
+    """"SFT + IVT, overlay view, seed 1" -> ("SFT + IVT, overlay view", "1"); a name without a seed is its own."""
+    head, sep, seed = model.rpartition(", seed ")
+    return (head, seed) if sep else (model, "–")
+
+
+def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
+    """One line per configuration and view, mean ± sd over its seeds: aligned vs 4 px and the offset ratio read at
+    ``place`` (grid probe), then one refine step's behaviour (kept from the truth, closer from 4 / 8 px, own box
+    kept) and the keep signal from right starts (greedy, sampled), all %."""
+    import statistics
+
+    groups: dict[str, list[dict]] = {}
+    seeds: dict[str, list[str]] = {}
+    for model, views in res.items():
+        head, seed = _configuration(model)
+        for r in views.values():
+            groups.setdefault(head, []).append(r)
+            seeds.setdefault(head, []).append(seed)
+
+    def cell(xs: list) -> str:
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "–"
+        return f"{statistics.fmean(xs):.0f}" + (f" ± {statistics.stdev(xs):.0f}" if len(xs) > 1 else "")
+
+    def ratio(xs: list) -> str:
+        xs = [x for x in xs if x is not None]
+        return "–" if not xs else f"{statistics.fmean(xs):.2f}" + (f" ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
+
+    def rep(r: dict, q: str):
+        x = ((r.get("representation") or {}).get(place) or {}).get(q)
+        return None if x is None else (100 * x["acc"] if q != "offset" else x["rmse"] / x["guess_rmse"])
+
+    def beh(r: dict, start: str, k: str):
+        b = (r.get("behaviour") or {}).get(start)
+        return None if b is None else 100 * b[k]
+
+    def keep(r: dict, k: str):
+        ks = r.get("keep_signal")
+        return None if not ks or not ks.get("good_starts") else 100 * ks[k]
+
+    out = [f"| configuration | seeds | aligned vs 4 px at {place} | offset RMSE / guess | truth kept | closer from 4 px | "
+           "closer from 8 px | own box kept | keep signal greedy | keep signal sampled |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for head, rs in groups.items():
+        out.append(f"| {head} | {', '.join(seeds[head])} | {cell([rep(r, 'aligned_vs_4px') for r in rs])} | "
+                   f"{ratio([rep(r, 'offset') for r in rs])} | {cell([beh(r, 'gt', 'kept') for r in rs])} | "
+                   f"{cell([beh(r, 'gt shifted 4 px', 'closer') for r in rs])} | "
+                   f"{cell([beh(r, 'gt shifted 8 px', 'closer') for r in rs])} | "
+                   f"{cell([beh(r, 'own box', 'kept') for r in rs])} | {cell([keep(r, 'greedy_keep') for r in rs])} | "
+                   f"{cell([keep(r, 'sampled_keep') for r in rs])} |")
+    return out

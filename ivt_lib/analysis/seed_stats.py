@@ -8,6 +8,9 @@ What they lack is the comparison *between* configurations trained with the same 
 * **hard cases:** samples whose step-0 IoU is below 0.5 (the paper's hard cases); their mean IoU at step 0 and at
   the last step, and the gain's 95 % paired bootstrap CI. "Refinement still refines" needs this gain above 0.
 
+* **stability at dead bands:** each seed's improve / degrade / stay (kept good, stayed bad) at 0.01 / 0.05 / 0.10 IoU
+  (``metrics.stability_bands``), comparable with the paper's stability table.
+
 * **validation curves:** each GRPO run's greedy validation curve (the SFT start, then every ``val_every`` updates):
   its first- and last-quarter mean degradation. The curve shows learning when the mean fall over seeds exceeds the
   spread (sd) of that fall over seeds.
@@ -20,7 +23,7 @@ import statistics
 from pathlib import Path
 
 from ..core import stats
-from ..core.metrics import per_step
+from ..core.metrics import per_step, stability_bands
 from .evaluation import hard_cases
 from ..core.trajectory import load_trajectories
 
@@ -53,7 +56,8 @@ def hard_gain(trajs, seed: int = 0, threshold: float = HARD) -> dict:
 
 
 def per_seed(runs: Path, seeds: list[int]) -> dict[int, dict]:
-    """``{seed: {"hard_cases": {row: ...}, "contrasts": {"B vs A, last step": compare}}}`` for the rows on disk."""
+    """``{seed: {"hard_cases": {row: ...}, "stability_bands": {row: ...}, "contrasts": {"B vs A, last step":
+    compare}}}`` for the rows on disk."""
     out = {}
     for s in [0, *seeds]:
         folder = trajectories_dir(runs, s)
@@ -63,6 +67,7 @@ def per_seed(runs: Path, seeds: list[int]) -> dict[int, dict]:
         if len({len(t) for t in trajs.values()}) > 1:
             raise ValueError(f"seed {s}: trajectories of different lengths in {folder}; rerun that seed")
         out[s] = {"hard_cases": {row: hard_gain(t, s) for row, t in trajs.items()},
+                  "stability_bands": {row: stability_bands(t) for row, t in trajs.items()},
                   "contrasts": {f"{b} vs {a}, last step": stats.compare(_last(trajs[a]), _last(trajs[b]), s)
                                 for b, a in CONTRASTS if a in trajs and b in trajs}}
     return out
@@ -93,6 +98,23 @@ def contrast_table(ps: dict[int, dict]) -> list[str]:
     for s, v in sorted(ps.items()):
         lines.append(f"| {s} | " + " | ".join(_cell(v["contrasts"][n]) if n in v["contrasts"] else "–"
                                                for n in names) + " |")
+    return lines
+
+
+def bands_table(ps: dict[int, dict]) -> list[str]:
+    """Markdown: per configuration and dead band, improve / degrade / stay / kept good / stayed bad (% of samples,
+    last step vs step 0), mean ± sd over the seeds that have it."""
+    keys = ("improve", "degrade", "stay", "kept_good", "stayed_bad")
+    lines = ["| configuration | seeds | band | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for row in TRAJECTORIES:
+        have = {s: v["stability_bands"][row] for s, v in sorted(ps.items()) if row in v.get("stability_bands", {})}
+        for band in next(iter(have.values()), {}):
+            cells = []
+            for k in keys:
+                xs = [100 * b[band][k] for b in have.values()]
+                cells.append(f"{statistics.fmean(xs):.1f}" + (f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else ""))
+            lines.append(f"| {row} | {', '.join(map(str, have))} | {band} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -178,7 +178,10 @@ def markdown(result: dict) -> list[str]:
                   "bootstrap CI], exact McNemar p (505 test samples).", "", *seed_stats.contrast_table(paired), "",
                   "Hard cases (step-0 IoU < 0.5; paper, SFT + GRPO: 0.108 → 0.149 mean IoU): mean IoU at step 0 and "
                   "at the last step, and each seed's gain with its 95 % paired bootstrap CI.", "",
-                  *seed_stats.hard_table(paired), ""]
+                  *seed_stats.hard_table(paired), "",
+                  "Stability, last step vs step 0, at dead bands 0.01 / 0.05 / 0.10 IoU (% of samples; kept good: "
+                  "step-0 IoU ≥ 0.5 and stayed; stayed bad: below), mean ± sd over seeds.", "",
+                  *seed_stats.bands_table(paired), ""]
     if result.get("validation_curves"):
         parts += ["GRPO validation curves (greedy T-step on a fixed validation subset; the SFT start, then every "
                   "`val_every` updates): first- and last-quarter mean degradation per seed.", "",
