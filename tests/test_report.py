@@ -207,3 +207,19 @@ def test_full_tier_rows_render_under_their_own_heading(tmp_path):
     assert "grpo_sweep`)" not in out  # no sweep anywhere: no sweep section
     (full / "grpo_sweep.json").write_text(json.dumps({"T": 2, "n_val": 5, "starts": {}, "arms": {}}))
     assert "grpo_sweep`), **full tier**" in readme.render(tmp_path / "results")
+
+
+def test_trained_bullet_compares_the_views_and_needs_overlay_models():
+    from ivt_lib.reproduction import findings
+
+    def r(a4: float, kept: float, closer: float) -> dict:
+        return {"representation": {"lm_4": {"aligned_vs_4px": {"acc": a4}}},
+                "behaviour": {"gt": {"kept": kept}, "gt shifted 4 px": {"closer": closer}}}
+
+    link = lambda nb, f: f"[{f}]"  # noqa: E731
+    assert findings.trained_bullets({"SFT + IVT, zoom view, seed 0": {"zoom m0.5 s128": r(0.9, 0.9, 0.6)}}, link) == []
+    text = findings.trained_bullets({"SFT + IVT, overlay view, seed 0": {"overlay": r(0.5, 0.1, 0.2)},
+                                     "SFT + IVT, overlay view, seed 1": {"overlay": r(0.6, 0.3, 0.4)},
+                                     "SFT + IVT, zoom view, seed 0": {"zoom m0.5 s128": r(0.9, 0.9, 0.6)}}, link)[0]
+    assert "the 2 trained in the paper's overlay" in text and "read at 55.0 %" in text and "in 20.0 %" in text
+    assert "the 1 trained in the zoom view: aligned vs 4 px read at 90.0 %" in text and text.endswith("[box_probe_trained.json]")

@@ -30,7 +30,8 @@ HEADLINE = [
 
 def load(results: Path) -> dict[str, dict]:
     """Every results file the findings read, by stem (missing files are absent)."""
-    names = ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds", "box_probe", "feedback_view")
+    names = ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds", "box_probe", "feedback_view",
+             "box_probe_trained")
     return {n: json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").exists()}
 
 
@@ -146,7 +147,32 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
                        f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp "
                        f"({a['last step']['seeds_worse_p<0.05']} of {len(own)} seeds worse at p < 0.05) "
                        f"{link('05_evaluation', 'feedback_view.json')}")
-    return [b for b in out if b]
+    return [b for b in out + trained_bullets(r.get("box_probe_trained"), link) if b]
+
+
+def _mean(rs: list[dict], get) -> str:
+    xs = [x for x in map(get, rs) if x is not None]
+    return f"{pct(sum(xs) / len(xs))} %" if xs else "–"
+
+
+def trained_bullets(trained: dict | None, link) -> list[str]:
+    """The trained models' probes, overlay vs zoom (means over configurations and seeds), when probed."""
+    by_view: dict[str, list[dict]] = {}
+    for name, views in (trained or {}).items():
+        for v, res in views.items():
+            by_view.setdefault("zoom" if v.startswith("zoom") else "overlay", []).append(res)
+    if "overlay" not in by_view:
+        return []
+    a4 = lambda r: ((r.get("representation") or {}).get("lm_4") or {}).get("aligned_vs_4px", {}).get("acc")  # noqa: E731
+    beh = lambda start, k: lambda r: ((r.get("behaviour") or {}).get(start) or {}).get(k)  # noqa: E731
+    part = lambda v: (f"aligned vs 4 px read at {_mean(by_view[v], a4)} (language model layer 4, grid); one refine "  # noqa: E731
+                      f"step keeps the true box in {_mean(by_view[v], beh('gt', 'kept'))} and ends closer from a 4 px "
+                      f"shift in {_mean(by_view[v], beh('gt shifted 4 px', 'closer'))}")
+    text = (f"**What the trained models see of their box** (validation): the {len(by_view['overlay'])} trained in the "
+            f"paper's overlay (SFT and GRPO, both recipes, all seeds): {part('overlay')}")
+    if "zoom" in by_view:
+        text += f"; the {len(by_view['zoom'])} trained in the zoom view: {part('zoom')}"
+    return [text + f" {link('05_evaluation', 'box_probe_trained.json')}"]
 
 
 def render(results: Path) -> str:
