@@ -50,6 +50,9 @@ def test_run_probes_each_model_in_its_view_merges_and_resumes(tier):
     calls = []
     merged = pt.run_all("default", ["overlay", "zoom"], [0, 1], jobs=2, runner=_fake_runner(calls))
     assert len(calls) == 4 and "earlier model" in merged and len(merged) == 5
+    assert list(merged) == ["SFT + IVT, overlay view, seed 0", "SFT + IVT, overlay view, seed 1",
+                            "SFT + GRPO + IVT, overlay view, seed 0", "SFT + GRPO + IVT, zoom view, seed 0",
+                            "earlier model"]  # the paper's view first, by row and seed; other names last
     zoom = next(c for c in calls if "zoom view" in c[c.index("--label") + 1])
     assert zoom[zoom.index("--view") + 1] == "zoom:0.5:128" and "--keep-signal" in zoom
     assert json.loads((results / "box_probe_trained.provenance.json").read_text())["params"]["kept_from_before"] == [

@@ -43,6 +43,15 @@ def label(row: str, feedback: str, seed: int) -> str:
     return f"{row}, {feedback} view, seed {seed}"
 
 
+def order(name: str) -> tuple:
+    """Sort key of a results name: the paper's overlay first, then by row and seed; other names last."""
+    row, _, rest = name.partition(", ")
+    view, _, seed = rest.partition(" view, seed ")
+    if row not in ROWS or view not in VIEW_ARGS or not seed.isdigit():
+        return (len(VIEW_ARGS), 0, 0, name)
+    return (list(VIEW_ARGS).index(view), list(ROWS).index(row), int(seed), name)
+
+
 def trained_models(runs: Path, feedbacks: list[str], seeds: list[int]) -> dict[str, Path]:
     """``{label: merged model folder}`` of every trained model on disk, by view, seed and row."""
     out = {}
@@ -95,8 +104,12 @@ def run_all(tier: str, feedbacks: list[str], seeds: list[int], jobs: int = 2, n:
     kept = sorted(set(merged) - set(todo))
     for name in todo:
         merged.update(json.loads(part_path(runs, name).read_text()))
+    merged = {k: merged[k] for k in sorted(merged, key=order)}
+    sides = {k: part_path(runs, k).with_suffix(".provenance.json") for k in todo}
+    made = {k: json.loads(f.read_text()).get("git_sha") for k, f in sides.items() if f.exists()}  # each part's code
     write_result(target, merged, {"tier": tier, "views": feedbacks, "seeds": seeds, "n": n, "places": list(PLACES),
-                                  "models": {k: str(v) for k, v in todo.items()}, "kept_from_before": kept},
+                                  "models": {k: str(v) for k, v in todo.items()}, "kept_from_before": kept,
+                                  "probed_at_commit": made},
                  time.time() - t0)
     return merged
 
