@@ -221,5 +221,5 @@ def test_trained_bullet_compares_the_views_and_needs_overlay_models():
     text = findings.trained_bullets({"SFT + IVT, overlay view, seed 0": {"overlay": r(0.5, 0.1, 0.2)},
                                      "SFT + IVT, overlay view, seed 1": {"overlay": r(0.6, 0.3, 0.4)},
                                      "SFT + IVT, zoom view, seed 0": {"zoom m0.5 s128": r(0.9, 0.9, 0.6)}}, link)[0]
-    assert "the 2 trained in the paper's overlay" in text and "read at 55.0 %" in text and "in 20.0 %" in text
-    assert "the 1 trained in the zoom view: aligned vs 4 px read at 90.0 %" in text and text.endswith("[box_probe_trained.json]")
+    assert "trained in the overlay view (2) / zoom view (1)" in text and "read at 55.0 % / 90.0 %" in text
+    assert "keeps a true box in 20.0 % / 90.0 %" in text and text.endswith("[box_probe_trained.json]")

@@ -165,13 +165,13 @@ def trained_bullets(trained: dict | None, link) -> list[str]:
         return []
     a4 = lambda r: ((r.get("representation") or {}).get("lm_4") or {}).get("aligned_vs_4px", {}).get("acc")  # noqa: E731
     beh = lambda start, k: lambda r: ((r.get("behaviour") or {}).get(start) or {}).get(k)  # noqa: E731
-    part = lambda v: (f"aligned vs 4 px read at {_mean(by_view[v], a4)} (language model layer 4, grid); one refine "  # noqa: E731
-                      f"step keeps the true box in {_mean(by_view[v], beh('gt', 'kept'))} and ends closer from a 4 px "
-                      f"shift in {_mean(by_view[v], beh('gt shifted 4 px', 'closer'))}")
-    text = (f"**What the trained models see of their box** (validation): the {len(by_view['overlay'])} trained in the "
-            f"paper's overlay (SFT and GRPO, both recipes, all seeds): {part('overlay')}")
-    if "zoom" in by_view:
-        text += f"; the {len(by_view['zoom'])} trained in the zoom view: {part('zoom')}"
+    views = [v for v in ("overlay", "zoom") if v in by_view]
+    both = lambda get: " / ".join(_mean(by_view[v], get) for v in views)  # noqa: E731
+    text = (f"**What the trained models see of their box** (validation; means over the models trained in the "
+            + " / ".join(f"{v} view ({len(by_view[v])})" for v in views) + f"): aligned vs 4 px read at {both(a4)} "
+            f"(language model layer 4); one refine step keeps a true box in {both(beh('gt', 'kept'))} and ends closer "
+            f"from a 4 px shift in {both(beh('gt shifted 4 px', 'closer'))}, from 8 px in "
+            f"{both(beh('gt shifted 8 px', 'closer'))}")
     return [text + f" {link('05_evaluation', 'box_probe_trained.json')}"]
 
 
