@@ -70,7 +70,7 @@ def test_trained_summary_groups_seeds_and_keep_signals_are_collected(tmp_path):
     lines = pt.trained_summary(res)
     assert len(lines) == 2 + 2
     assert lines[2].startswith("| SFT + IVT, overlay view | 0, 1 | 55 ± 7 | 0.50 ± 0.00 | 30 ± 14 |")
-    assert lines[2].endswith("| 80 ± 14 | 40 ± 7 |") and lines[3].endswith("| – | – |")
+    assert lines[2].endswith("| – | 80 ± 14 | 40 ± 7 |") and lines[3].endswith("| – | – |")  # no 8 px start: no cosine
     assert set(pt.keep_signals(res)) == {"SFT + IVT, overlay view, seed 0", "SFT + IVT, overlay view, seed 1"}
     (tmp_path / "box_probe.json").write_text(json.dumps(RES))
     (tmp_path / "box_probe_trained.json").write_text(json.dumps(res))

@@ -83,8 +83,9 @@ def _configuration(model: str) -> tuple[str, str]:
 
 def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
     """One line per configuration and view, mean ± sd over its seeds: aligned vs 4 px and the offset ratio read at
-    ``place`` (grid probe), then one refine step's behaviour (kept from the truth, closer from 4 / 8 px, own box
-    kept) and the keep signal from right starts (greedy, sampled), all %."""
+    ``place`` (grid probe), then one refine step's behaviour (kept from the truth, closer from 4 / 8 px and the
+    cosine of the move from 8 px with the needed correction, own box kept) and the keep signal from right starts
+    (greedy, sampled); % except the ratio and the cosine."""
     import statistics
 
     groups: dict[str, list[dict]] = {}
@@ -113,18 +114,22 @@ def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
         b = (r.get("behaviour") or {}).get(start)
         return None if b is None else 100 * b[k]
 
+    def cosine(r: dict, start: str):
+        return ((r.get("behaviour") or {}).get(start) or {}).get("cosine_move_vs_needed")
+
     def keep(r: dict, k: str):
         ks = r.get("keep_signal")
         return None if not ks or not ks.get("good_starts") else 100 * ks[k]
 
     out = [f"| configuration | seeds | aligned vs 4 px at {place} | offset RMSE / guess | truth kept | closer from 4 px | "
-           "closer from 8 px | own box kept | keep signal greedy | keep signal sampled |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "closer from 8 px | cos(move, needed) from 8 px | own box kept | keep signal greedy | keep signal sampled |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for head, rs in groups.items():
         out.append(f"| {head} | {', '.join(seeds[head])} | {cell([rep(r, 'aligned_vs_4px') for r in rs])} | "
                    f"{ratio([rep(r, 'offset') for r in rs])} | {cell([beh(r, 'gt', 'kept') for r in rs])} | "
                    f"{cell([beh(r, 'gt shifted 4 px', 'closer') for r in rs])} | "
                    f"{cell([beh(r, 'gt shifted 8 px', 'closer') for r in rs])} | "
+                   f"{ratio([cosine(r, 'gt shifted 8 px') for r in rs])} | "
                    f"{cell([beh(r, 'own box', 'kept') for r in rs])} | {cell([keep(r, 'greedy_keep') for r in rs])} | "
                    f"{cell([keep(r, 'sampled_keep') for r in rs])} |")
     return out

@@ -155,6 +155,11 @@ def _mean(rs: list[dict], get) -> str:
     return f"{pct(sum(xs) / len(xs))} %" if xs else "–"
 
 
+def _cos(rs: list[dict], start: str = "gt shifted 8 px") -> str:
+    xs = [c for r in rs if (c := ((r.get("behaviour") or {}).get(start) or {}).get("cosine_move_vs_needed")) is not None]
+    return f"{sum(xs) / len(xs):+.2f}" if xs else "–"
+
+
 def trained_bullets(trained: dict | None, link) -> list[str]:
     """The trained models' probes, overlay vs zoom (means over configurations and seeds), when probed."""
     by_view: dict[str, list[dict]] = {}
@@ -171,7 +176,8 @@ def trained_bullets(trained: dict | None, link) -> list[str]:
             + " / ".join(f"{v} view ({len(by_view[v])})" for v in views) + f"): aligned vs 4 px read at {both(a4)} "
             f"(language model layer 4); one refine step keeps a true box in {both(beh('gt', 'kept'))} and ends closer "
             f"from a 4 px shift in {both(beh('gt shifted 4 px', 'closer'))}, from 8 px in "
-            f"{both(beh('gt shifted 8 px', 'closer'))}")
+            f"{both(beh('gt shifted 8 px', 'closer'))} (cosine of that move with the needed correction: "
+            + " / ".join(_cos(by_view[v]) for v in views) + ")")
     return [text + f" {link('05_evaluation', 'box_probe_trained.json')}"]
 
 
