@@ -60,10 +60,16 @@ zoom: setup
 		--out results/view_ablation.json
 
 # Ours: the box-perception probes and keep signal of every trained model, each in the view it was trained on
-# (validation; results/box_probe_trained.json), after `make reproduce` (overlay rows) and `make zoom` (zoom rows).
+# (validation; results/box_probe_trained.json), after `make reproduce` (overlay rows) and `make zoom` (zoom rows); then
+# the sizes of the corrections each trace set teaches (results/trace_corrections.json, seconds).
 # About 3 min per model on one core; JOBS models side by side.
 probe-trained: setup
 	$(PY) -m ivt_lib.reproduction.probe_trained --tier $(TIER) --feedback overlay zoom --seeds 0 $(SEEDS) --jobs $(JOBS)
+	$(PY) -m ivt_lib.analysis.trace_corrections --out results/trace_corrections.json \
+		--traces "paper recipe (own errors)=runs/$(TIER)/traces/student" "ours: keep data=runs/$(TIER)/traces/student_ours" \
+		"paper ablation: jittered ground truth=runs/$(TIER)/traces/jittered_gt" \
+		"paper recipe (own errors), zoom view=runs/$(TIER)/view_zoom/traces/student" \
+		"ours: keep data, zoom view=runs/$(TIER)/view_zoom/traces/student_ours"
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

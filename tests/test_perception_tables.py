@@ -76,3 +76,11 @@ def test_trained_summary_groups_seeds_and_keep_signals_are_collected(tmp_path):
     (tmp_path / "box_probe_trained.json").write_text(json.dumps(res))
     text = "\n".join(report_view.section(tmp_path))
     assert "### Probes of the trained models" in text and "| SFT + IVT, overlay view, seed 1 | 10 | 70 [" in text
+
+
+def test_report_section_shows_the_trace_correction_sizes(tmp_path):
+    (tmp_path / "box_probe.json").write_text(json.dumps(RES))
+    bins = {"[0, 1e-09)": 0.5, "[0.14, 0.28)": 0.5}
+    (tmp_path / "trace_corrections.json").write_text(json.dumps({"own errors": {"bins": bins, "median": 0.07, "n": 4}}))
+    text = "\n".join(report_view.section(tmp_path))
+    assert "### Which corrections do the SFT traces teach?" in text and "| own errors | 4 | 0.07 | 50 | 50 |" in text

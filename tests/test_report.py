@@ -223,3 +223,6 @@ def test_trained_bullet_compares_the_views_and_needs_overlay_models():
                                      "SFT + IVT, zoom view, seed 0": {"zoom m0.5 s128": r(0.9, 0.9, 0.6)}}, link)[0]
     assert "trained in the overlay view (2) / zoom view (1)" in text and "read at 55.0 % / 90.0 %" in text
     assert "keeps a true box in 20.0 % / 90.0 %" in text and text.endswith("[box_probe_trained.json]")
+    sizes = {"paper recipe (own errors)": {"bins": {"[0.14, 0.28)": 0.04}}}
+    with_sizes = findings.trained_bullets({"SFT + IVT, overlay view, seed 0": {"overlay": r(0.5, 0.1, 0.2)}}, link, sizes)[0]
+    assert "in 4.0 % of refine rows [" in with_sizes and "jittered" not in with_sizes

@@ -31,7 +31,7 @@ HEADLINE = [
 def load(results: Path) -> dict[str, dict]:
     """Every results file the findings read, by stem (missing files are absent)."""
     names = ("base_model", "naive_iteration", "sft", "grpo", "evaluation", "seeds", "box_probe", "feedback_view",
-             "box_probe_trained")
+             "box_probe_trained", "trace_corrections")
     return {n: json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").exists()}
 
 
@@ -147,7 +147,7 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
                        f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp "
                        f"({a['last step']['seeds_worse_p<0.05']} of {len(own)} seeds worse at p < 0.05) "
                        f"{link('05_evaluation', 'feedback_view.json')}")
-    return [b for b in out + trained_bullets(r.get("box_probe_trained"), link) if b]
+    return [b for b in out + trained_bullets(r.get("box_probe_trained"), link, r.get("trace_corrections")) if b]
 
 
 def _mean(rs: list[dict], get) -> str:
@@ -155,13 +155,17 @@ def _mean(rs: list[dict], get) -> str:
     return f"{pct(sum(xs) / len(xs))} %" if xs else "–"
 
 
+TRACE_SETS = ("paper recipe (own errors)", "paper ablation: jittered ground truth")  # trace_corrections.json names
+
+
 def _cos(rs: list[dict], start: str = "gt shifted 8 px") -> str:
     xs = [c for r in rs if (c := ((r.get("behaviour") or {}).get(start) or {}).get("cosine_move_vs_needed")) is not None]
     return f"{sum(xs) / len(xs):+.2f}" if xs else "–"
 
 
-def trained_bullets(trained: dict | None, link) -> list[str]:
-    """The trained models' probes, overlay vs zoom (means over configurations and seeds), when probed."""
+def trained_bullets(trained: dict | None, link, sizes: dict | None = None) -> list[str]:
+    """The trained models' probes, overlay vs zoom (means over configurations and seeds), when probed; with
+    ``sizes`` (``trace_corrections.json``), how often the traces demonstrate a correction of about 4-8 px."""
     by_view: dict[str, list[dict]] = {}
     for name, views in (trained or {}).items():
         for v, res in views.items():
@@ -178,6 +182,12 @@ def trained_bullets(trained: dict | None, link) -> list[str]:
             f"from a 4 px shift in {both(beh('gt shifted 4 px', 'closer'))}, from 8 px in "
             f"{both(beh('gt shifted 8 px', 'closer'))} (cosine of that move with the needed correction: "
             + " / ".join(_cos(by_view[v]) for v in views) + ")")
+    mid = "[0.14, 0.28)"
+    own, jit = ((sizes or {}).get(k, {}).get("bins", {}).get(mid) for k in TRACE_SETS)
+    if own is not None:
+        text += (f"; the paper recipe's traces demonstrate a correction of that size (0.14-0.28 box sides) in "
+                 f"{pct(own)} % of refine rows" + (f", the jittered-ground-truth traces in {pct(jit)} %" if jit is not None
+                                                   else ""))
     return [text + f" {link('05_evaluation', 'box_probe_trained.json')}"]
 
 
