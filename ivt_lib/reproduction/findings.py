@@ -185,7 +185,7 @@ def trained_bullets(trained: dict | None, link, sizes: dict | None = None) -> li
     mid = "[0.14, 0.28)"
     own, jit = ((sizes or {}).get(k, {}).get("bins", {}).get(mid) for k in TRACE_SETS)
     if own is not None:
-        text += (f"; the paper recipe's traces demonstrate a correction of that size (0.14-0.28 box sides) in "
+        text += (f"; the paper recipe's traces demonstrate a correction of about 4-8 px (0.14-0.28 box sides) in "
                  f"{pct(own)} % of refine rows" + (f", the jittered-ground-truth traces in {pct(jit)} %" if jit is not None
                                                    else ""))
     return [text + f" {link('05_evaluation', 'box_probe_trained.json')}"]
