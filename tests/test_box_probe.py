@@ -226,8 +226,8 @@ def test_cli_labels_name_the_models_and_keep_signal_is_added(tmp_path, monkeypat
 
     calls = []
     monkeypatch.setattr(splits, "load_split", lambda *a, **k: [])
-    monkeypatch.setattr(bp, "probe_model", lambda m, *a, **k: calls.append(m) or {"view": k["view"].feedback})
-    monkeypatch.setattr(bp, "keep_signal", lambda m, s, feedback: {"model": m, "greedy_keep": 0.5})
+    monkeypatch.setattr(bp, "probe_model", lambda m, *a, **k: calls.append(m) or {
+        "view": k["view"].feedback, **({"keep_signal": {"model": m, "greedy_keep": 0.5}} if k["with_keep_signal"] else {})})
     out = tmp_path / "t.json"
     bp.main(["--model", "runs/x/merged", "--label", "SFT + IVT, overlay view, seed 0", "--keep-signal",
              "--out", str(out)])
@@ -237,3 +237,15 @@ def test_cli_labels_name_the_models_and_keep_signal_is_added(tmp_path, monkeypat
     with pytest.raises(SystemExit):
         bp.main(["--model", "a", "--model", "b", "--label", "only one", "--out", str(out)])
     assert calls == ["runs/x/merged"]
+
+
+def test_the_keep_signal_on_the_probes_policy_equals_the_standalone_diagnostic(base):
+    """probe_model reuses its loaded policy for the keep signal: the same numbers as keep_signal on the model folder."""
+    from ivt_lib.analysis.keep_signal import keep_signal
+
+    samples = base[2]
+    r = bp.probe_model("data/base_model", samples, folds=2, places=["merged"], with_behaviour=False,
+                       with_keep_signal=True)
+    assert r["keep_signal"] == keep_signal("data/base_model", samples)
+    assert "keep_signal" not in bp.probe_model("data/base_model", samples, folds=2, places=["merged"],
+                                               with_behaviour=False)

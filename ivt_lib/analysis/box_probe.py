@@ -34,7 +34,7 @@ from ..core.prompts import step_messages, zoom_messages
 from ..core.render import draw_box, overlay_style
 from ..core.stats import proportion_ci
 from . import box_probe_fit as fit
-from .keep_signal import keep_signal
+from .keep_signal import keep_signal_policy
 
 SHIFTS = (2, 4, 8)
 OFFSETS = (-8, -4, -2, 2, 4, 8)  # horizontal shifts for the regression (0 is the ground truth itself)
@@ -220,22 +220,23 @@ def behaviour(policy, samples: Sequence[dict], own_boxes: Sequence, seed: int = 
 def probe_model(model_path: str, samples: Sequence[dict], seed: int = 0, coord_format: str = "qwen3",
                 folds: int = 5, device: str = "cpu", view: ViewSettings = OVERLAY,
                 places: Sequence[str] | None = None, with_behaviour: bool = True, cells: bool = False,
-                window_at: str = "gt") -> dict:
+                window_at: str = "gt", with_keep_signal: bool = False) -> dict:
     """Both probes of one model on ``samples`` (validation) in ``view``: ``{"representation": ..., "behaviour": ...}``
-    (``behaviour`` None without ``with_behaviour``)."""
+    (``behaviour`` None without ``with_behaviour``); ``with_keep_signal`` adds ``"keep_signal"`` on the same policy."""
     from ..core.models import load_model, resolve_device
 
     model, processor = load_model(model_path, device=resolve_device(device))
     model.eval()
     feats = features(model, processor, samples, seed, coord_format, view=view, places=places, window_at=window_at)
     rep = probe(feats, folds, seed, cells)
-    beh = None
+    beh, policy, extra = None, HFPolicy(model, processor), {}
     if with_behaviour:
-        policy = HFPolicy(model, processor)
         own = [t.steps[0].box for t in run_loop(policy, samples, T=0, coord_format=coord_format, show_progress=False)]
         beh = behaviour(policy, samples, own, seed, coord_format, view)
+    if with_keep_signal:
+        extra["keep_signal"] = {"model": str(model_path), **keep_signal_policy(policy, samples, feedback=view)}
     return {"representation": rep, "behaviour": beh, "n_scenes": len(samples), "view": view_key(view),
-            "window_at": window_at if view.feedback == "zoom" else None}
+            "window_at": window_at if view.feedback == "zoom" else None, **extra}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,9 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         for v in views or [ViewSettings()]:
             t0 = time.time()
             r = probe_model(m, samples, a.seed, view=v, places=a.places, with_behaviour=not a.no_behaviour,
-                            cells=a.cells, window_at=a.window_at)
-            if a.keep_signal:
-                r["keep_signal"] = keep_signal(m, samples, feedback=v)
+                            cells=a.cells, window_at=a.window_at, with_keep_signal=a.keep_signal)
             key = view_key(v) + (" window@box" if v.feedback == "zoom" and a.window_at == "box" else "")
             res.setdefault(label, {})[key] = {**r, "model": m, "seconds": round(time.time() - t0, 1)}
     if a.out:

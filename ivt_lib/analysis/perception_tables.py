@@ -2,6 +2,8 @@
 and 05 and the report: what a view lets the model read about its box, and what one refine step does with it."""
 from __future__ import annotations
 
+import statistics
+
 QUESTIONS = (("drawn", "drawn vs none"), ("aligned_vs_2px", "aligned vs 2 px"), ("aligned_vs_4px", "aligned vs 4 px"),
              ("aligned_vs_8px", "aligned vs 8 px"))
 TARGET_ACC, TARGET_RATIO = 0.85, 0.5  # aligned vs 4 px read at the language model's input; offset RMSE / guessing
@@ -75,10 +77,34 @@ def keep_signals(res: dict) -> dict:
             for m, views in res.items() for v, r in views.items() if r.get("keep_signal")}
 
 
+def rep_value(r: dict, place: str, question: str) -> float | None:
+    """A probe's accuracy at ``place`` (grid), or for ``"offset"`` its RMSE over guessing's; None when not probed."""
+    x = ((r.get("representation") or {}).get(place) or {}).get(question)
+    return None if x is None else (x["rmse"] / x["guess_rmse"] if question == "offset" else x["acc"])
+
+
+def beh_value(r: dict, start: str, key: str) -> float | None:
+    """One refine step's ``key`` (kept, closer, cosine_move_vs_needed, ...) from ``start``; None when absent."""
+    return ((r.get("behaviour") or {}).get(start) or {}).get(key)
+
+
+def _keep_value(r: dict, key: str) -> float | None:
+    ks = r.get("keep_signal")
+    return None if not ks or not ks.get("good_starts") else ks[key]
+
+
 def _configuration(model: str) -> tuple[str, str]:
     """"SFT + IVT, overlay view, seed 1" -> ("SFT + IVT, overlay view", "1"); a name without a seed is its own."""
     head, sep, seed = model.rpartition(", seed ")
     return (head, seed) if sep else (model, "–")
+
+
+def _mean_sd(xs: list, scale: float = 100.0, digits: int = 0) -> str:
+    """Mean ± sd (sd with ≥ 2 values) of the values that exist, times ``scale``; – when none do."""
+    xs = [scale * x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    return f"{statistics.fmean(xs):.{digits}f}" + (f" ± {statistics.stdev(xs):.{digits}f}" if len(xs) > 1 else "")
 
 
 def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
@@ -86,8 +112,6 @@ def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
     ``place`` (grid probe), then one refine step's behaviour (kept from the truth, closer from 4 / 8 px and the
     cosine of the move from 8 px with the needed correction, own box kept) and the keep signal from right starts
     (greedy, sampled); % except the ratio and the cosine."""
-    import statistics
-
     groups: dict[str, list[dict]] = {}
     seeds: dict[str, list[str]] = {}
     for model, views in res.items():
@@ -96,40 +120,18 @@ def trained_summary(res: dict, place: str = "lm_4") -> list[str]:
             groups.setdefault(head, []).append(r)
             seeds.setdefault(head, []).append(seed)
 
-    def cell(xs: list) -> str:
-        xs = [x for x in xs if x is not None]
-        if not xs:
-            return "–"
-        return f"{statistics.fmean(xs):.0f}" + (f" ± {statistics.stdev(xs):.0f}" if len(xs) > 1 else "")
-
-    def ratio(xs: list) -> str:
-        xs = [x for x in xs if x is not None]
-        return "–" if not xs else f"{statistics.fmean(xs):.2f}" + (f" ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
-
-    def rep(r: dict, q: str):
-        x = ((r.get("representation") or {}).get(place) or {}).get(q)
-        return None if x is None else (100 * x["acc"] if q != "offset" else x["rmse"] / x["guess_rmse"])
-
-    def beh(r: dict, start: str, k: str):
-        b = (r.get("behaviour") or {}).get(start)
-        return None if b is None else 100 * b[k]
-
-    def cosine(r: dict, start: str):
-        return ((r.get("behaviour") or {}).get(start) or {}).get("cosine_move_vs_needed")
-
-    def keep(r: dict, k: str):
-        ks = r.get("keep_signal")
-        return None if not ks or not ks.get("good_starts") else 100 * ks[k]
-
     out = [f"| configuration | seeds | aligned vs 4 px at {place} | offset RMSE / guess | truth kept | closer from 4 px | "
            "closer from 8 px | cos(move, needed) from 8 px | own box kept | keep signal greedy | keep signal sampled |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for head, rs in groups.items():
-        out.append(f"| {head} | {', '.join(seeds[head])} | {cell([rep(r, 'aligned_vs_4px') for r in rs])} | "
-                   f"{ratio([rep(r, 'offset') for r in rs])} | {cell([beh(r, 'gt', 'kept') for r in rs])} | "
-                   f"{cell([beh(r, 'gt shifted 4 px', 'closer') for r in rs])} | "
-                   f"{cell([beh(r, 'gt shifted 8 px', 'closer') for r in rs])} | "
-                   f"{ratio([cosine(r, 'gt shifted 8 px') for r in rs])} | "
-                   f"{cell([beh(r, 'own box', 'kept') for r in rs])} | {cell([keep(r, 'greedy_keep') for r in rs])} | "
-                   f"{cell([keep(r, 'sampled_keep') for r in rs])} |")
+        cells = [_mean_sd([rep_value(r, place, "aligned_vs_4px") for r in rs]),
+                 _mean_sd([rep_value(r, place, "offset") for r in rs], 1, 2),
+                 _mean_sd([beh_value(r, "gt", "kept") for r in rs]),
+                 _mean_sd([beh_value(r, "gt shifted 4 px", "closer") for r in rs]),
+                 _mean_sd([beh_value(r, "gt shifted 8 px", "closer") for r in rs]),
+                 _mean_sd([beh_value(r, "gt shifted 8 px", "cosine_move_vs_needed") for r in rs], 1, 2),
+                 _mean_sd([beh_value(r, "own box", "kept") for r in rs]),
+                 _mean_sd([_keep_value(r, "greedy_keep") for r in rs]),
+                 _mean_sd([_keep_value(r, "sampled_keep") for r in rs])]
+        out.append(f"| {head} | {', '.join(seeds[head])} | " + " | ".join(cells) + " |")
     return out

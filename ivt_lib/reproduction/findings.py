@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..analysis import forest
+from ..analysis.perception_tables import beh_value, rep_value
 from .report_tables import ci, pct
 
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
@@ -159,7 +160,7 @@ TRACE_SETS = ("paper recipe (own errors)", "paper ablation: jittered ground trut
 
 
 def _cos(rs: list[dict], start: str = "gt shifted 8 px") -> str:
-    xs = [c for r in rs if (c := ((r.get("behaviour") or {}).get(start) or {}).get("cosine_move_vs_needed")) is not None]
+    xs = [c for r in rs if (c := beh_value(r, start, "cosine_move_vs_needed")) is not None]
     return f"{sum(xs) / len(xs):+.2f}" if xs else "–"
 
 
@@ -172,8 +173,8 @@ def trained_bullets(trained: dict | None, link, sizes: dict | None = None) -> li
             by_view.setdefault("zoom" if v.startswith("zoom") else "overlay", []).append(res)
     if "overlay" not in by_view:
         return []
-    a4 = lambda r: ((r.get("representation") or {}).get("lm_4") or {}).get("aligned_vs_4px", {}).get("acc")  # noqa: E731
-    beh = lambda start, k: lambda r: ((r.get("behaviour") or {}).get(start) or {}).get(k)  # noqa: E731
+    a4 = lambda r: rep_value(r, "lm_4", "aligned_vs_4px")  # noqa: E731
+    beh = lambda start, k: lambda r: beh_value(r, start, k)  # noqa: E731
     views = [v for v in ("overlay", "zoom") if v in by_view]
     both = lambda get: " / ".join(_mean(by_view[v], get) for v in views)  # noqa: E731
     text = (f"**What the trained models see of their box** (validation; means over the models trained in the "

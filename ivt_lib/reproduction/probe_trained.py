@@ -84,7 +84,7 @@ def run_all(tier: str, feedbacks: list[str], seeds: list[int], jobs: int = 2, n:
                                                     env={**os.environ, **executor.task_env(1)}))
     p = load_tier(tier)["03_sft"]
     runs, results = resolve_path(p["runs_dir"]), resolve_path(p["results_dir"])
-    todo = trained_models(runs, feedbacks, seeds)
+    todo = {name: (fb, m) for fb in feedbacks for name, m in trained_models(runs, [fb], seeds).items()}
     if not todo:
         raise FileNotFoundError(f"no trained models of views {feedbacks}, seeds {seeds} under {runs}: run "
                                 "`make reproduce` (overlay) or `make zoom` (zoom) first")
@@ -94,8 +94,8 @@ def run_all(tier: str, feedbacks: list[str], seeds: list[int], jobs: int = 2, n:
         out = part_path(runs, name)
         if force or not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            fb = name.split(", ")[-2].removesuffix(" view")
-            runner(probe_argv(todo[name], name, fb, out, n))
+            fb, model = todo[name]
+            runner(probe_argv(model, name, fb, out, n))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, todo))
@@ -108,7 +108,7 @@ def run_all(tier: str, feedbacks: list[str], seeds: list[int], jobs: int = 2, n:
     sides = {k: part_path(runs, k).with_suffix(".provenance.json") for k in todo}
     made = {k: json.loads(f.read_text()).get("git_sha") for k, f in sides.items() if f.exists()}  # each part's code
     write_result(target, merged, {"tier": tier, "views": feedbacks, "seeds": seeds, "n": n, "places": list(PLACES),
-                                  "models": {k: str(v) for k, v in todo.items()}, "kept_from_before": kept,
+                                  "models": {k: str(m) for k, (_, m) in todo.items()}, "kept_from_before": kept,
                                   "probed_at_commit": made},
                  time.time() - t0)
     return merged
