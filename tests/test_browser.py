@@ -215,7 +215,10 @@ def test_explorer_in_jupyterlab(request, tmp_path):
             old_panel = page.evaluate(HASH_JS, panel)
             page.click(f"{lv} .widget-toggle-buttons button:has-text('new scene')")
             page.fill(f"{lv} .ivt-expression input", "the object on the left")
-            page.wait_for_timeout(500)  # let the text reach the kernel before Run reads it
+            # the kernel answers an edit in the message: wait for it, so Run reads the typed text (the front end may
+            # buffer an edit behind pending messages and send the click first; a fixed pause lost that race in CI)
+            page.wait_for_function(f"document.querySelector('{lv} .ivt-message').innerText.startsWith('edited')",
+                                   timeout=60_000)
             page.click(f"{lv} button.ivt-run")
             page.wait_for_function(f"document.querySelector('{lv} .ivt-message').innerText.startsWith('done')",
                                    timeout=WAIT_MS)
@@ -226,10 +229,11 @@ def test_explorer_in_jupyterlab(request, tmp_path):
             assert "live-" in page.inner_text(f"{lv} .ivt-side-title"), "live mode did not run on the fresh scene"
             # 7. bad input is reported in the widget, which stays usable
             page.fill(f"{lv} .ivt-expression input", "")
-            page.wait_for_timeout(500)
+            refused = f"document.querySelector('{lv} .ivt-message').innerText.includes('type an expression first')"
+            page.wait_for_function(refused, timeout=60_000)  # said as soon as the kernel has the empty text
             page.click(f"{lv} button.ivt-run")
-            page.wait_for_function(f"document.querySelector('{lv} .ivt-message').innerText"
-                                   ".includes('type an expression first')", timeout=60_000)
+            page.wait_for_timeout(1000)
+            page.wait_for_function(refused, timeout=60_000)  # and Run did not start on it
             page.eval_on_selector(ex, "e => e.scrollIntoView()")
             page.focus(f"{ex} .ivt-step .noUi-handle")  # the figure shows the last refinement step
             page.keyboard.press("End")

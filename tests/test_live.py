@@ -95,13 +95,27 @@ def test_live_explorer_runs_and_reports_in_the_widget(test_samples):
     assert app.progress.value == 2 and "done" in app.message.value and "nothing parsable" in app.message.value
     assert set(app.view.panels) == {"shift", "mute"} and app.view.panels["shift"][1].value
     app.expression.value = ""
+    assert "type an expression" in app.message.value  # said as soon as the box is empty, before Run
+    app.message.value = ""
     app.start()
-    assert "type an expression" in app.message.value  # the widget says why, and stays usable
+    assert "type an expression" in app.message.value  # Run says why too, and the widget stays usable
     app.source.value = "new scene"
     app.family.value, app.seed.value = "refl4", 5
     assert app.expression.value == live.fresh_scene("refl4", 5)["expression"]
+    assert app.message.value == ""  # a new scene clears the warning
     app.expression.value = "the biggest object"
+    assert "edited: IoU stays against the green box" in app.message.value
     app.run_button.click()  # the button, as a person presses it: its wiring is part of the widget
     app.run.thread.join(30)
     assert app.view.title.value.count("the biggest object") == 1
     assert "IoU is against the green box" in app.message.value  # a typed expression keeps the scene's own truth
+
+
+def test_typing_during_a_run_leaves_the_run_message(test_samples):
+    samples = {s["id"]: s for s in test_samples[:1]}
+    app = live.LiveExplorer(samples, {"shift": "shift"}, live.LiveRun(loader))
+    app.run.done.clear()  # as if a run were going
+    app.message.value = "running…"
+    app.expression.value = ""
+    assert app.message.value == "running…"
+    app.run.done.set()

@@ -187,6 +187,7 @@ class LiveExplorer:
         self.view = SideBySide({}, {}, scale)
         for c in (self.source, self.sample_id, self.family, self.seed):
             c.observe(lambda _: self.load_scene(), names="value")
+        self.expression.observe(lambda _: self._on_expression(), names="value")
         self.run_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.run.stop())
         self.run.on_update = self._update
@@ -209,7 +210,22 @@ class LiveExplorer:
                 else fresh_scene(self.family.value, int(self.seed.value)))
         self._base = base
         self.expression.value = base["expression"]
+        self._on_expression()  # also when the new scene's expression equals the old one (no change event)
         self.preview.value = _png(draw_boxes(base["image"], [(base["bbox"], (0, 230, 0))], width=1, scale=2))
+
+    def _on_expression(self) -> None:
+        # Say at once what Run would do with the typed text: a person sees an empty box is refused before pressing
+        # Run, and the message confirms the kernel holds the text (a front end may send a click before a buffered edit).
+        if not self.run.done.is_set():
+            return  # a run's own progress owns the message
+        typed = self.expression.value
+        if not typed.strip():
+            self.message.value = "<b style='color:#b00'>type an expression first</b>"
+        elif typed != self._base["expression"]:
+            self.message.value = (f"edited: IoU stays against the green box, the object of the scene's own expression "
+                                  f"\"{html.escape(self._base['expression'])}\"")
+        else:
+            self.message.value = ""
 
     def selected_models(self) -> dict[str, str]:
         """The chosen models, plus the typed folder when there is one."""
