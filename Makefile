@@ -69,7 +69,8 @@ probe-trained: setup
 		--traces "paper recipe (own errors)=runs/$(TIER)/traces/student" "ours: keep data=runs/$(TIER)/traces/student_ours" \
 		"paper ablation: jittered ground truth=runs/$(TIER)/traces/jittered_gt" \
 		"paper recipe (own errors), zoom view=runs/$(TIER)/view_zoom/traces/student" \
-		"ours: keep data, zoom view=runs/$(TIER)/view_zoom/traces/student_ours"
+		"ours: keep data, zoom view=runs/$(TIER)/view_zoom/traces/student_ours" \
+		"paper ablation: jittered ground truth, zoom view=runs/$(TIER)/view_zoom/traces/jittered_gt"
 
 # JupyterLab on the project, on loopback only (open the URL it prints; notebooks/06_explore.ipynb is the explorer)
 lab: setup

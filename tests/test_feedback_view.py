@@ -28,6 +28,10 @@ def test_params_put_every_output_in_the_views_folder_of_the_tier_and_validate():
     assert feedback_view.params("smoke", ZOOM, "04_grpo", 2)["refine_credit_ablation"] is False
     assert feedback_view.params("smoke", ZOOM, "04_grpo", 0)["single_step"] is False
     assert feedback_view.params("smoke", ZOOM, "03_sft", 1)["traces_dir"] == p2["traces_dir"]  # one set of traces
+    # the paper's jittered-GT ablation: its traces built once, trained at every seed; left out on request
+    assert p2["ablation_jittered"] is True and feedback_view.params("smoke", ZOOM, "03_sft", 2)["ablation_jittered"]
+    assert not feedback_view.params("smoke", ZOOM, "03_sft", 2, jittered_gt=False)["ablation_jittered"]
+    assert not feedback_view.params("smoke", ZOOM, "02_teacher_data_synthesis", jittered_gt=False)["ablation_jittered"]
     with pytest.raises(ValueError, match="reruns"):
         feedback_view.params("smoke", ZOOM, "05_evaluation")
     assert load_tier("smoke")["03_sft"].get("feedback", "overlay") == "overlay"  # the tier's own rows stay overlay

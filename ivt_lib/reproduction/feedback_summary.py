@@ -16,10 +16,12 @@ from ..core.feedback import ViewSettings
 from ..core.io import write_result
 from ..core.trajectory import load_trajectories, save_trajectories
 
-# configuration -> trajectory file in a seed's folder (the paper's rows first; the labelled extra rows seed 0 only)
+# configuration -> trajectory file in a seed's folder (the paper's rows first; ours, labelled extras, seed 0 only;
+# the paper's jittered-GT ablation every seed)
 CONFIGS = {"SFT + IVT": "sft.jsonl", "SFT + GRPO + IVT": "grpo.jsonl",
            "SFT (ours: keep data) + IVT": "sft_ours.jsonl",
-           "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit.jsonl"}
+           "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit.jsonl",
+           "SFT (paper ablation: jittered-GT traces) + IVT": "sft_jittered_gt.jsonl"}
 MAIN = ("SFT + IVT", "SFT + GRPO + IVT")
 MEAN_OF = ("step 0", "last step", "ORACLE best step (uses GT)", "stop-when-still (label-free)")
 

@@ -5,7 +5,10 @@
 
 1. notebook 02 (teacher traces, the paper's recipe and ours), rendered as the view shows refine steps;
 2. per training seed, notebooks 03 (SFT) and 04 (GRPO) on those traces. Seed 0 also trains the labelled extra rows
-   (ours: keep data; refine credit); the other seeds the paper's rows only (the main rows get 3 seeds);
+   (ours: keep data; refine credit); the other seeds the paper's rows only (the main rows get 3 seeds). Every seed
+   also trains the paper's ablation, SFT on traces that start from jittered ground truth (notebook 02 builds them in
+   the view): it demonstrates the small in-window corrections the own-error traces almost never do
+   (:mod:`ivt_lib.analysis.trace_corrections`). ``--skip-jittered-gt`` leaves it out;
 3. the naive base in the view and in the overlay (no training; the view's own "step 0 → refine" baseline);
 4. ``<results_dir>/feedback_view.json``: every configuration and seed with every answer rule (step 0, last step,
    ORACLE best step, stop-when-still, confidence) paired against base single shot (Δ, 95 % bootstrap CI, McNemar p),
@@ -38,28 +41,30 @@ TRACES = "02_teacher_data_synthesis"
 STEMS = ("03_sft", "04_grpo")
 
 
-def params(tier: str, view: ViewSettings, stem: str, seed: int = 0) -> dict:
-    """Papermill parameters of one notebook in the view: the tier's, redirected to the view's (and seed's) folders."""
+def params(tier: str, view: ViewSettings, stem: str, seed: int = 0, jittered_gt: bool = True) -> dict:
+    """Papermill parameters of one notebook in the view: the tier's, redirected to the view's (and seed's) folders;
+    ``jittered_gt``: also build (02) and train on (03, every seed) the paper's jittered-ground-truth traces."""
     allp, vd = load_tier(tier), view_dir(tier, view)
     kw = {"feedback": view.feedback, "zoom_margin": view.margin, "zoom_size": view.size}
     if stem == TRACES:
         return {**allp[stem], **kw, "runs_dir": str(vd), "results_dir": str(vd / "results"),
-                "figures_dir": str(vd / "figures"), "traces_dir": str(vd / "traces"), "ablation_jittered": False,
+                "figures_dir": str(vd / "figures"), "traces_dir": str(vd / "traces"), "ablation_jittered": jittered_gt,
                 "recipe_ours": True}
     own, extra = vd / f"seed_{seed}", seed == 0
     where = {**kw, "seed": seed, "runs_dir": str(own), "results_dir": str(own / "results"),
              "figures_dir": str(own / "figures")}
     if stem == "03_sft":
-        return {**allp[stem], **where, "traces_dir": str(vd / "traces"), "ablation_jittered": False,
+        return {**allp[stem], **where, "traces_dir": str(vd / "traces"), "ablation_jittered": jittered_gt,
                 "recipe_ours": extra}
     if stem == "04_grpo":
         return {**allp[stem], **where, "refine_credit_ablation": extra, "single_step": False}
     raise ValueError(f"{stem}: the view reruns {TRACES} and {STEMS} only")
 
 
-def run_task(tier: str, view: ViewSettings, stem: str, seed: int, threads: int | None, force: bool) -> float:
+def run_task(tier: str, view: ViewSettings, stem: str, seed: int, threads: int | None, force: bool,
+             jittered_gt: bool = True) -> float:
     """Execute one notebook of the view (skipped when its stamp is current); its seconds."""
-    p = params(tier, view, stem, seed)
+    p = params(tier, view, stem, seed, jittered_gt)
     own = Path(p["runs_dir"])
     if stem != TRACES:
         base = resolve_path(load_tier(tier)["00_base_model"]["runs_dir"]) / "trajectories" / "base_single_shot.jsonl"
@@ -75,24 +80,26 @@ def run_task(tier: str, view: ViewSettings, stem: str, seed: int, threads: int |
                             lambda: executor.execute(nb, own / "notebooks" / f"{stem}.ipynb", p), threads)
 
 
-def _child(tier: str, view: ViewSettings, stem: str, seed: int, threads: int | None, force: bool) -> None:
+def _child(tier: str, view: ViewSettings, stem: str, seed: int, threads: int | None, force: bool,
+           jittered_gt: bool = True) -> None:
     """Run one task in its own process (each sets its own environment: threads, output log)."""
     argv = [sys.executable, "-m", "ivt_lib.reproduction.feedback_view", "--tier", tier, "--feedback", view.feedback, "--zoom-margin",
             str(view.margin), "--zoom-size", str(view.size), "--task", stem, str(seed), "--allow-dirty", "--nolock"]
     argv += (["--threads", str(threads)] if threads else []) + (["--force"] if force else [])
+    argv += [] if jittered_gt else ["--skip-jittered-gt"]
     subprocess.run(argv, check=True, cwd=str(executor.ROOT))
 
 
 def run_all(tier: str, view: ViewSettings, seeds: list[int], jobs: int = 2, threads: int | None = 1,
-            force: bool = False) -> float:
+            force: bool = False, jittered_gt: bool = True) -> float:
     """Notebook 02 in the view, then each seed's 03 → 04 (``jobs`` seeds side by side); the wall seconds."""
     t0 = time.time()
-    _child(tier, view, TRACES, 0, threads, force)
+    _child(tier, view, TRACES, 0, threads, force, jittered_gt)
     ordered = sorted(seeds)  # seed 0 (with the extra rows) first: it is the longest lane
 
     def chain(seed: int) -> None:
         for stem in STEMS:
-            _child(tier, view, stem, seed, threads, force)
+            _child(tier, view, stem, seed, threads, force, jittered_gt)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for f in [pool.submit(chain, s) for s in ordered]:
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="seeds trained side by side (CPU tiers: 2 on 2 cores)")
     ap.add_argument("--threads", type=int, default=None, help="threads per notebook (default: as make reproduce)")
     ap.add_argument("--force", action="store_true", help="rerun notebooks whose stamps are current")
+    ap.add_argument("--skip-jittered-gt", action="store_true",
+                    help="leave out the paper's jittered-ground-truth SFT ablation in the view (about 10 min per seed)")
     ap.add_argument("--summary-only", action="store_true", help="only (re)write feedback_view.json from the runs")
     ap.add_argument("--keep-n", type=int, default=200, help="validation samples of the keep-signal diagnostic")
     ap.add_argument("--wait", action="store_true", help="if a run of this tier holds its lock, wait for it")
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     view = ViewSettings(a.feedback, a.zoom_margin, a.zoom_size)
     threads = executor.task_threads(a.tier, a.threads)
     if a.task:
-        run_task(a.tier, view, a.task[0], int(a.task[1]), threads, a.force)
+        run_task(a.tier, view, a.task[0], int(a.task[1]), threads, a.force, not a.skip_jittered_gt)
         return 0
     why = guards.refuse_dirty(executor.ROOT, a.tier, a.allow_dirty, "feedback_view")
     if why:
@@ -130,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with guards.tier_lock(executor.ROOT, a.tier, "feedback_view " + " ".join(argv or sys.argv[1:]), a.wait):
-            wall = None if a.summary_only else run_all(a.tier, view, a.seeds, a.jobs, threads, a.force)
+            wall = None if a.summary_only else run_all(a.tier, view, a.seeds, a.jobs, threads, a.force,
+                                                            not a.skip_jittered_gt)
             out = feedback_summary.write(a.tier, view, a.seeds, wall, threads, a.keep_n)
     except guards.TierBusy as e:
         print(e, file=sys.stderr)

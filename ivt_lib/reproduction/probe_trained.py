@@ -26,7 +26,8 @@ from . import executor
 
 # row -> its model folder inside a seed's runs folder
 ROWS = {"SFT + IVT": "sft/student", "SFT (ours: keep data) + IVT": "sft/ours", "SFT + GRPO + IVT": "grpo",
-        "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit"}
+        "SFT + GRPO (ours: refine credit) + IVT": "grpo_refine_credit",
+        "SFT (paper ablation: jittered-GT traces) + IVT": "sft/jittered_gt"}
 VIEW_ARGS = {"overlay": ["--view", "overlay"], "zoom": ["--view", "zoom:0.5:128", "--window-at", "box"]}
 PLACES = ("lm_2", "lm_4")
 
