@@ -164,6 +164,24 @@ def test_run_manifest_hashes_every_row_and_resolves_the_model_path(trace_ds, mon
     assert c == a  # the same folder, named relatively or absolutely
 
 
+def test_a_project_moved_elsewhere_loads_its_finished_run(tiny_dir, trace_ds, tmp_path):
+    """The manifest names the model relative to the run folder: a copied or cloned project (model and runs moved
+    together) loads its finished run instead of refusing it as another model's."""
+    import shutil
+
+    cfg = sft.SFTRunConfig(max_steps=1, train_batch_size=4, save_steps=1)
+    shutil.copytree(tiny_dir, tmp_path / "a" / "model")
+    first = sft.run_sft(str(tmp_path / "a" / "model"), trace_ds, tmp_path / "a" / "run", cfg, device="cpu")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    again = sft.run_sft(str(tmp_path / "b" / "model"), trace_ds, tmp_path / "b" / "run", cfg, device="cpu")
+    assert again["resumed_from"] and again["steps"] == first["steps"] == 1
+    other = tmp_path / "b" / "other_model"
+    shutil.copytree(tiny_dir, other)
+    with pytest.raises(ValueError, match="other settings"):  # another folder is still another model
+        sft.run_sft(str(other), trace_ds, tmp_path / "b" / "run", cfg, device="cpu")
+
+
 def test_a_manifest_without_checkpoints_blocks_nothing(tiny_dir, trace_ds, tmp_path):
     """A run killed before its first checkpoint left only run_config.json: a new run with other settings starts."""
     (tmp_path / "run_config.json").write_text('{"model": "another model", "learning_rate": 1.0}')

@@ -81,11 +81,12 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
 
 
-def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: int | None = None) -> dict:
+def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: int | None = None,
+                 out_dir: str | Path | None = None) -> dict:
     """What a checkpoint must share with the run that resumes it: model, data (row count + a hash of the
     conversations), the optimiser-step batch (per-device batch x accumulation x processes, so N processes with
     accumulation a/N may be finished by one process with a) and every other hyper-parameter except the save/log
-    cadence."""
+    cadence. A local model is named relative to ``out_dir`` (the run folder) when given, else absolutely."""
     import os
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
@@ -95,6 +96,8 @@ def run_manifest(model_path: str, train_dataset, cfg: SFTRunConfig, world_size: 
     h = hashlib.sha256(json.dumps(msgs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     local = Path(model_path)
     model = str(local.resolve()) if local.exists() else str(model_path)  # relative or absolute: the same folder
+    if local.exists() and out_dir is not None:  # a project moved or cloned elsewhere still resumes its runs
+        model = os.path.relpath(model, Path(out_dir).resolve())
     return {"model": model, "rows": len(train_dataset), "messages_sha256": h,
             "step_batch": cfg.train_batch_size * cfg.grad_accum * world, **d}
 
@@ -181,7 +184,7 @@ def run_sft(model_path: str, train_dataset, out_dir: str | Path, cfg: SFTRunConf
 
     out = Path(out_dir)
     ckpts = out / "checkpoints"
-    manifest = run_manifest(model_path, train_dataset, cfg)
+    manifest = run_manifest(model_path, train_dataset, cfg, out_dir=out)
     force = force_requested(force)
     if last_checkpoint(ckpts):  # before any work; a run killed before its first checkpoint blocks nothing
         check_resume(out / "run_config.json", manifest, force)
