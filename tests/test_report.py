@@ -226,3 +226,33 @@ def test_trained_bullet_compares_the_views_and_needs_overlay_models():
     sizes = {"paper recipe (own errors)": {"bins": {"[0.14, 0.28)": 0.04}}}
     with_sizes = findings.trained_bullets({"SFT + IVT, overlay view, seed 0": {"overlay": r(0.5, 0.1, 0.2)}}, link, sizes)[0]
     assert "in 4.0 % of refine rows [" in with_sizes and "jittered" not in with_sizes
+
+
+def test_jittered_bullet_sets_the_ablation_beside_the_own_error_sft_and_stays_out_of_the_view_means():
+    from ivt_lib.reproduction import findings
+
+    def r(kept: float, c4: float, c8: float, cos: float) -> dict:
+        return {"representation": {"lm_4": {"aligned_vs_4px": {"acc": 0.96}}},
+                "behaviour": {"gt": {"kept": kept}, "gt shifted 4 px": {"closer": c4},
+                              "gt shifted 8 px": {"closer": c8, "cosine_move_vs_needed": cos}}}
+
+    link = lambda nb, f: f"[{f}]"  # noqa: E731
+    z = "zoom m0.5 s128"
+    trained = {"SFT + IVT, overlay view, seed 0": {"overlay": r(0.1, 0.5, 0.6, 0.6)},
+               "SFT + IVT, zoom view, seed 0": {z: r(0.9, 0.6, 0.3, 0.0)},
+               f"{findings.ABLATION}, zoom view, seed 0": {z: r(0.8, 0.7, 0.7, 0.5)},
+               f"{findings.ABLATION}, zoom view, seed 1": {z: r(0.6, 0.9, 0.9, 0.7)}}
+    last = lambda d, sig: {"d_acc@0.5_vs_step0": d, "significant_vs_step0": sig}  # noqa: E731
+    m = lambda x, sd: {"mean": x, "sd": sd}  # noqa: E731
+    view = {"configurations": {findings.ABLATION: {
+        "per_seed": {0: {"rules": {"last step": last(0.01, False)}}, 1: {"rules": {"last step": last(-0.03, True)}}},
+        "across_seeds": {"step 0": {"d_acc@0.5": m(-0.02, 0.01)}, "last step": {"d_acc@0.5": m(-0.03, 0.02)},
+                         "ORACLE best step (uses GT)": {"d_acc@0.5": m(0.01, None)}}}}}
+    text = findings.jittered_bullet(view, trained, link)
+    assert "2 seeds" in text and "closer in 80.0 % (cosine +0.60) against 30.0 % (+0.00)" in text
+    assert "from 4 px in 80.0 % against 60.0 %" in text and "true box in 70.0 %" in text
+    assert "+1.0, -3.0 pp (significant in 1)" in text and "ORACLE best step +1.0 pp" in text
+    assert "step 0 -2.0 ± 1.0 pp" in text and text.endswith("[feedback_view.json]")
+    assert findings.jittered_bullet({"configurations": {}}, trained, link) == ""  # not run: no bullet
+    means = findings.trained_bullets(trained, link)[0]
+    assert "zoom view (1)" in means and "true box in 10.0 % / 90.0 %" in means  # the ablation is not in the means
