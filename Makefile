@@ -48,7 +48,8 @@ seeds: setup
 
 # Ours, a labelled extra (after `make reproduce`, which it needs for notebook 00's base answers): the box-perception
 # probes of the bases on validation (results/box_probe.json), then the IVT chain in the zoom feedback view: teacher
-# traces, SFT and GRPO, seeds 0-2 (results/feedback_view.json). About 45 min on 2 CPU cores beside nothing else.
+# traces, SFT and GRPO, seeds 0-2, and the paper's jittered-GT SFT ablation at every seed (results/feedback_view.json).
+# About 45 min on 2 CPU cores beside nothing else, plus 18 min for the jittered-GT arm.
 zoom: setup
 	$(PY) -m ivt_lib.analysis.box_probe --model data/base_model --n 200 --view overlay --view zoom:0.5:128 \
 		--view zoom:0.25:128 --view zoom:0.5:256 --window-at box --places vision merged lm_2 lm_4 --out results/box_probe.json

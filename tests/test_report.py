@@ -250,7 +250,11 @@ def test_jittered_bullet_sets_the_ablation_beside_the_own_error_sft_and_stays_ou
                          "ORACLE best step (uses GT)": {"d_acc@0.5": m(0.01, None)}}}}}
     text = findings.jittered_bullet(view, trained, link)
     assert "2 seeds" in text and "closer in 80.0 % (cosine +0.60) against 30.0 % (+0.00)" in text
-    assert "from 4 px in 80.0 % against 60.0 %" in text and "true box in 70.0 %" in text
+    assert "from 4 px in 80.0 % against 60.0 %" in text and "true box in only 70.0 % against 90.0 %" in text
+    assert "(validation). Test:" in text  # no trace sizes given
+    sizes = {"paper ablation: jittered ground truth, zoom view": {"bins": {"[0, 1e-09)": 0.0}}}
+    assert "(validation; its traces keep the box in 0.0 % of refine rows). Test:" in findings.jittered_bullet(
+        view, trained, link, sizes)
     assert "+1.0, -3.0 pp (significant in 1)" in text and "ORACLE best step +1.0 pp" in text
     assert "step 0 -2.0 ± 1.0 pp" in text and text.endswith("[feedback_view.json]")
     assert findings.jittered_bullet({"configurations": {}}, trained, link) == ""  # not run: no bullet

@@ -149,7 +149,7 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
                        f"({a['last step']['seeds_worse_p<0.05']} of {len(own)} seeds worse at p < 0.05) "
                        f"{link('05_evaluation', 'feedback_view.json')}")
     out += trained_bullets(r.get("box_probe_trained"), link, r.get("trace_corrections"))
-    return [b for b in out + [jittered_bullet(view, r.get("box_probe_trained"), link)] if b]
+    return [b for b in out + [jittered_bullet(view, r.get("box_probe_trained"), link, r.get("trace_corrections"))] if b]
 
 
 def _mean(rs: list[dict], get) -> str:
@@ -201,22 +201,26 @@ def _zoom_models(trained: dict | None, row: str) -> list[dict]:
             for res in views.values()]
 
 
-def jittered_bullet(view: dict | None, trained: dict | None, link) -> str:
+def jittered_bullet(view: dict | None, trained: dict | None, link, sizes: dict | None = None) -> str:
     """The paper's jittered-ground-truth SFT ablation in the zoom view: what one refine step does from an 8 px miss
-    beside SFT on the own-error traces (validation), and its test accuracy, when both were run."""
+    beside SFT on the own-error traces (validation), and its test accuracy, when both were run; with ``sizes``
+    (``trace_corrections.json``), how many of its refine rows keep the box."""
     c = (view or {}).get("configurations", {}).get(ABLATION)
     jit, own = _zoom_models(trained, ABLATION), _zoom_models(trained, "SFT + IVT")
     if not c or not jit or not own:
         return ""
     a, per = c["across_seeds"], [x["rules"]["last step"] for x in c["per_seed"].values()]
+    keep = (sizes or {}).get(TRACE_SETS[1] + ", zoom view", {}).get("bins", {}).get("[0, 1e-09)")
     fmt = lambda m: f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")  # noqa: E731
     beh = lambda rs, start, k: _mean(rs, lambda r: beh_value(r, start, k))  # noqa: E731
     return (f"**The paper's jittered-ground-truth SFT in the zoom view** (a labelled extra, {len(per)} seeds; its "
             f"traces demonstrate the small corrections the own-error traces lack): from an 8 px shift one refine step "
             f"ends closer in {beh(jit, 'gt shifted 8 px', 'closer')} (cosine {_cos(jit)}) against "
             f"{beh(own, 'gt shifted 8 px', 'closer')} ({_cos(own)}) after SFT on the own-error traces, from 4 px in "
-            f"{beh(jit, 'gt shifted 4 px', 'closer')} against {beh(own, 'gt shifted 4 px', 'closer')}; it keeps a true "
-            f"box in {beh(jit, 'gt', 'kept')} (validation). Test: last step vs its own step 0 "
+            f"{beh(jit, 'gt shifted 4 px', 'closer')} against {beh(own, 'gt shifted 4 px', 'closer')}; but it keeps a "
+            f"true box in only {beh(jit, 'gt', 'kept')} against {beh(own, 'gt', 'kept')} (validation"
+            + (f"; its traces keep the box in {pct(keep)} % of refine rows" if keep is not None else "")
+            + "). Test: last step vs its own step 0 "
             + ", ".join(f"{100 * x['d_acc@0.5_vs_step0']:+.1f}" for x in per) + " pp (significant in "
             f"{sum(x['significant_vs_step0'] for x in per)}); vs base single shot: step 0 "
             f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp, ORACLE best step "
