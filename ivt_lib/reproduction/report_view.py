@@ -57,8 +57,10 @@ def section(results: Path) -> list[str]:
         out += [f"### The IVT chain in the zoom view (margin {v['zoom_margin']}, {v['zoom_size']} px; "
                 "`python -m ivt_lib.reproduction.feedback_view`)", "",
                 "Teacher traces (both recipes), SFT and GRPO rerun in the zoom view; the paper's rows over seeds "
-                f"{', '.join(map(str, view['seeds']))}, the labelled extra rows seed 0. Test split, T=2, each rule "
-                "paired against base single shot.", "", *feedback_summary.markdown(view)[2:], "",
+                f"{', '.join(map(str, view['seeds']))}, the labelled extra rows seed 0; the paper's ablation, SFT on "
+                "traces that start from jittered ground truth, at every seed (its traces demonstrate small "
+                "corrections but never a keep; see the trace sizes below). Test split, T=2, each rule paired against "
+                "base single shot.", "", *feedback_summary.markdown(view)[2:], "",
                 "Over seeds:", "", *seeds_summary(view), "", *feedback_summary.bands_table(view), "",
                 *feedback_summary.keep_table(view), ""]
     ablation = _read(results, "view_ablation.json")
