@@ -52,6 +52,13 @@ def test_config_result_pairs_every_rule_with_base_and_reports_the_bands():
     assert r["rules"]["step 0"]["d_acc@0.5"] == 0.0
     assert set(r["stability_bands"]) == {"0.01", "0.05", "0.1"}
     assert r["stability_bands"]["0.1"]["improve"] == pytest.approx(0.5)
+    assert (r["step0_vs_base"]["lost"], r["step0_vs_base"]["won"]) == (0, 0)  # step 0 is base's own answer
+    out = {"view": {"feedback": "zoom"}, "configurations": {"SFT + IVT": {"per_seed": {0: r}}},
+           "overlay_step0_vs_base": {"SFT + IVT": {1: {**r["step0_vs_base"], "lost": 3, "net": -3}}}}
+    lines = feedback_summary.step0_table(out)
+    assert "| SFT + IVT, zoom | 0 | 40 | 0 | 0 | +0 |" in "\n".join(lines)
+    assert "| SFT + IVT, overlay | 1 | 40 | 3 | 0 | -3 |" in "\n".join(lines)
+    assert feedback_summary.step0_table({"view": {"feedback": "zoom"}, "configurations": {}}) == []
 
 
 def test_across_seeds_counts_significant_seeds_and_gives_mean_and_sd():

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from ..analysis import deployable
+from ..analysis.step0_changes import step0_changes, table as step0_lines
 from ..configs import load_tier, model_source, resolve_path, stage_config
 from ..core import metrics
 from ..core.feedback import ViewSettings
@@ -42,7 +43,8 @@ def config_result(trajs, base, still_eps: float, seed: int = 0) -> dict:
     rows = deployable.rows_for("cfg", deployable.rule_answers(both["cfg"], still_eps), ref, seed)
     return {"n": len(both["cfg"]), "rules": {_rule_key(r["rule"]): {k: v for k, v in r.items() if k != "configuration"}
                                              for r in rows},
-            "stability": metrics.stability(both["cfg"]), "stability_bands": metrics.stability_bands(both["cfg"])}
+            "stability": metrics.stability(both["cfg"]), "stability_bands": metrics.stability_bands(both["cfg"]),
+            "step0_vs_base": step0_changes(both["base"], both["cfg"])}
 
 
 def naive(tier: str, view: ViewSettings, folder: Path) -> dict[str, list]:
@@ -107,11 +109,15 @@ def write(tier: str, view: ViewSettings, seeds: list[int], wall_s: float | None 
                     if (f := vd / f"seed_{s}" / "trajectories" / fname).exists()}
         if per_seed:
             configs[name] = {"per_seed": per_seed, "across_seeds": across(per_seed)}
+    runs = c3.path("runs_dir")  # the tier's own overlay rows: seed 0 in the runs folder, seed k in seed_<k>/
+    overlay = {name: per for name, fname in CONFIGS.items()
+               if (per := {s: step0_changes(base, load_trajectories(f)) for s in seeds
+                           if (f := (runs if s == 0 else runs / f"seed_{s}") / "trajectories" / fname).exists()})}
     nv = naive(tier, view, vd)
     out = {"view": {"feedback": view.feedback, "zoom_margin": view.margin, "zoom_size": view.size},
            "tier": tier, "seeds": seeds, "configurations": configs,
            "naive_base": {k: config_result(v, base, still_eps) for k, v in nv.items()},
-           "keep_signal": keep_signals(vd, view, keep_n)}
+           "keep_signal": keep_signals(vd, view, keep_n), "overlay_step0_vs_base": overlay}
     write_result(c3.path("results_dir") / "feedback_view.json", out,
                  {"tier": tier, "seeds": seeds, "view": out["view"], "threads": threads}, wall_s)
     return out
@@ -152,6 +158,20 @@ def bands_table(out: dict) -> list[str]:
             lines.append(f"| {name} | {seed} | {band} | " + " | ".join(
                 f"{100 * b[k]:.1f}" for k in ("improve", "degrade", "stay", "kept_good", "stayed_bad")) + " |")
     return lines
+
+
+def step0_table(out: dict) -> list[str]:
+    """Step-0 answers each trained row changes against base single shot, in the view and (the tier's own rows) in the
+    overlay: lost (base right, model wrong) split by the wrong answer's IoU, won, net."""
+    rows = [(f"{name}, {out['view']['feedback']}", str(s), r["step0_vs_base"])
+            for name, c in out["configurations"].items() for s, r in c["per_seed"].items() if "step0_vs_base" in r]
+    rows += [(f"{name}, overlay", str(s), r) for name, per in out.get("overlay_step0_vs_base", {}).items()
+             for s, r in per.items()]
+    if not rows:
+        return []
+    return ["Step-0 answers changed against base single shot (test; lost: base right, model wrong, split by the "
+            "model's IoU with the truth; won: the reverse). Another object dominates the losses when IoU < 0.01.", "",
+            *step0_lines(rows)]
 
 
 def keep_table(out: dict) -> list[str]:

@@ -62,7 +62,7 @@ def section(results: Path) -> list[str]:
                 "corrections but never a keep; see the trace sizes below). Test split, T=2, each rule paired against "
                 "base single shot.", "", *feedback_summary.markdown(view)[2:], "",
                 "Over seeds:", "", *seeds_summary(view), "", *feedback_summary.bands_table(view), "",
-                *feedback_summary.keep_table(view), ""]
+                *feedback_summary.keep_table(view), "", *feedback_summary.step0_table(view), ""]
     ablation = _read(results, "view_ablation.json")
     if ablation:
         out += ["### Does the model use the window? (`python -m ivt_lib.analysis.view_ablation`, validation)", "",
