@@ -170,7 +170,7 @@ def step0_table(out: dict) -> list[str]:
     if not rows:
         return []
     return ["Step-0 answers changed against base single shot (test; lost: base right, model wrong, split by the "
-            "model's IoU with the truth; won: the reverse). Another object dominates the losses when IoU < 0.01.", "",
+            "model's IoU with the truth, IoU < 0.01 meaning it chose another object; won: the reverse).", "",
             *step0_lines(rows)]
 
 
