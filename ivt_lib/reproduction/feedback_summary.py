@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from ..analysis import deployable
+from ..analysis.seed_stats import trajectories_dir
 from ..analysis.step0_changes import step0_changes, table as step0_lines
 from ..configs import load_tier, model_source, resolve_path, stage_config
 from ..core import metrics
@@ -109,10 +110,9 @@ def write(tier: str, view: ViewSettings, seeds: list[int], wall_s: float | None 
                     if (f := vd / f"seed_{s}" / "trajectories" / fname).exists()}
         if per_seed:
             configs[name] = {"per_seed": per_seed, "across_seeds": across(per_seed)}
-    runs = c3.path("runs_dir")  # the tier's own overlay rows: seed 0 in the runs folder, seed k in seed_<k>/
-    overlay = {name: per for name, fname in CONFIGS.items()
+    overlay = {name: per for name, fname in CONFIGS.items()  # the tier's own overlay rows, where they exist
                if (per := {s: step0_changes(base, load_trajectories(f)) for s in seeds
-                           if (f := (runs if s == 0 else runs / f"seed_{s}") / "trajectories" / fname).exists()})}
+                           if (f := trajectories_dir(c3.path("runs_dir"), s) / fname).exists()})}
     nv = naive(tier, view, vd)
     out = {"view": {"feedback": view.feedback, "zoom_margin": view.margin, "zoom_size": view.size},
            "tier": tier, "seeds": seeds, "configurations": configs,

@@ -135,7 +135,6 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
             if not c:
                 continue
             a, per = c["across_seeds"], c["per_seed"].values()
-            fmt = lambda m: f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")  # noqa: E731
             own = [x["rules"]["last step"] for x in per]
             own_d = ", ".join(f"{100 * x['d_acc@0.5_vs_step0']:+.1f}" for x in own)
             ov = summ.get(name, {}).get("degradation")
@@ -145,11 +144,17 @@ def view_bullets(r: dict[str, dict], link) -> list[str]:
                        + "; last step vs its own step 0 "
                        f"{own_d} pp (significant in "
                        f"{sum(x['significant_vs_step0'] for x in own)}); vs base single shot: step 0 "
-                       f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp "
+                       f"{_signed_pp(a['step 0']['d_acc@0.5'])} pp, last step "
+                       f"{_signed_pp(a['last step']['d_acc@0.5'])} pp "
                        f"({a['last step']['seeds_worse_p<0.05']} of {len(own)} seeds worse at p < 0.05) "
                        f"{link('05_evaluation', 'feedback_view.json')}")
     out += trained_bullets(r.get("box_probe_trained"), link, r.get("trace_corrections"))
     return [b for b in out + [jittered_bullet(view, r.get("box_probe_trained"), link, r.get("trace_corrections"))] if b]
+
+
+def _signed_pp(m: dict) -> str:
+    """A ``{"mean", "sd"}`` share over seeds as signed percentage points, ± sd when there is one."""
+    return f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")
 
 
 def _mean(rs: list[dict], get) -> str:
@@ -211,7 +216,6 @@ def jittered_bullet(view: dict | None, trained: dict | None, link, sizes: dict |
         return ""
     a, per = c["across_seeds"], [x["rules"]["last step"] for x in c["per_seed"].values()]
     keep = (sizes or {}).get(TRACE_SETS[1] + ", zoom view", {}).get("bins", {}).get("[0, 1e-09)")
-    fmt = lambda m: f"{100 * m['mean']:+.1f}" + (f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else "")  # noqa: E731
     beh = lambda rs, start, k: _mean(rs, lambda r: beh_value(r, start, k))  # noqa: E731
     return (f"**The paper's jittered-ground-truth SFT in the zoom view** (a labelled extra, {len(per)} seeds; its "
             f"traces demonstrate the small corrections the own-error traces lack): from an 8 px shift one refine step "
@@ -223,8 +227,9 @@ def jittered_bullet(view: dict | None, trained: dict | None, link, sizes: dict |
             + "). Test: last step vs its own step 0 "
             + ", ".join(f"{100 * x['d_acc@0.5_vs_step0']:+.1f}" for x in per) + " pp (significant in "
             f"{sum(x['significant_vs_step0'] for x in per)}); vs base single shot: step 0 "
-            f"{fmt(a['step 0']['d_acc@0.5'])} pp, last step {fmt(a['last step']['d_acc@0.5'])} pp, ORACLE best step "
-            f"{fmt(a['ORACLE best step (uses GT)']['d_acc@0.5'])} pp {link('05_evaluation', 'feedback_view.json')}")
+            f"{_signed_pp(a['step 0']['d_acc@0.5'])} pp, last step {_signed_pp(a['last step']['d_acc@0.5'])} pp, "
+            f"ORACLE best step {_signed_pp(a['ORACLE best step (uses GT)']['d_acc@0.5'])} pp "
+            f"{link('05_evaluation', 'feedback_view.json')}")
 
 
 def render(results: Path) -> str:
